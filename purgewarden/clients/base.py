@@ -1,0 +1,184 @@
+"""What every API client shares: one pooled httpx2 client, error translation, retries and pacing.
+
+Data flows one way: a tool calls a client method, the method calls `_call`, and every failure
+comes back as `ApiError`. Reads are retried on 429/503/504 and broken connections with
+exponential backoff and full jitter; writes are re-sent only when the failure proves the API did
+nothing (`ApiError.not_carried_out`), otherwise the caller reconciles by reading state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx2
+
+from purgewarden.clients.errors import ApiError
+
+Params = Mapping[str, str | int | bool | list[str]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int, error: ApiError) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, self.max_delay)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+class ServiceClient:
+    """Base of the three clients. Subclasses set `service` and parse their own error bodies."""
+
+    service = "api"
+    user_agent = "purgewarden/0.1"
+
+    def __init__(
+        self,
+        base_url: str,
+        credential: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 16,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        # Binds confirmation tokens and audit lines to the credential without revealing it.
+        self.fingerprint = hashlib.sha256(f"{self.service}\0{credential}".encode()).hexdigest()[:16]
+        self._http = httpx2.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={
+                "User-Agent": self.user_agent,
+                "Accept": "application/json",
+                "Authorization": f"Bearer {credential}",
+            },
+            timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """Send one API call, retrying as the policy allows, and return the decoded JSON (None if empty)."""
+        attempt = 0
+        while True:
+            try:
+                return await self._send(operation, method, path, params, json_body, headers)
+            except ApiError as error:
+                attempt += 1
+                may_retry = error.retryable if idempotent else error.not_carried_out
+                if not may_retry or attempt >= self.retry.attempts:
+                    raise
+                await anyio.sleep(self.retry.delay(attempt, error))
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        params: Params | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> Any:
+        await self._before_request()
+        content = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        request_headers = dict(headers or {})
+        if content is not None:
+            request_headers["Content-Type"] = "application/json"
+        try:
+            response = await self._http.request(
+                method, path, params=params, content=content, headers=request_headers
+            )
+        except httpx2.TimeoutException as exc:
+            connect = isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
+            raise ApiError(
+                self.service,
+                operation,
+                "connection" if connect else "timeout",
+                message=str(exc) or type(exc).__name__,
+                sent=not connect,
+            ) from exc
+        except httpx2.TransportError as exc:
+            raise ApiError(
+                self.service,
+                operation,
+                "connection",
+                message=str(exc) or type(exc).__name__,
+                sent=not isinstance(exc, httpx2.ConnectError),
+            ) from exc
+        self._after_response(response)
+        if not response.is_success:
+            raise self._error_from(operation, response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(
+                self.service,
+                operation,
+                "response",
+                status=response.status_code,
+                message="the API answered with a body that is not JSON",
+                request_id=response.headers.get("x-request-id"),
+            ) from exc
+
+    def _error_from(self, operation: str, response: httpx2.Response) -> ApiError:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        code, message, detail = self._parse_error(body)
+        if message is None:
+            text = response.text.strip()
+            message = text[:300] if text and body is None else response.reason_phrase
+        return ApiError(
+            self.service,
+            operation,
+            "response",
+            status=response.status_code,
+            code=code,
+            message=message,
+            detail=detail,
+            request_id=response.headers.get("x-request-id"),
+            retry_after=_retry_after(response),
+        )
+
+    def _parse_error(self, body: Any) -> tuple[str | None, str | None, dict[str, Any]]:
+        """(code, message, detail) from the service's error body; overridden per service."""
+        return None, None, {}
+
+    async def _before_request(self) -> None:
+        """Hook for pacing (Katapult waits here when its rate limit runs low)."""
+
+    def _after_response(self, response: httpx2.Response) -> None:
+        """Hook for reading rate-limit headers."""
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,94 @@
+"""Local emulators of the Katapult, Piiano Vault and Cocoon Data APIs (the embedded default).
+
+`Sandbox` is the Python API: it owns one backend per service, a shared clock and a fault injector
+per emulator, and serves them on loopback with `start()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from purgewarden.sandbox import cocoon, katapult, vault
+from purgewarden.sandbox.clock import Clock
+from purgewarden.sandbox.control import instrument
+from purgewarden.sandbox.faults import Fault, FaultInjector
+from purgewarden.sandbox.runner import LoopbackServer
+
+Service = Literal["katapult", "vault", "cocoon"]
+SERVICES: tuple[Service, ...] = ("katapult", "vault", "cocoon")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one emulator listens (the root URL its client is configured with) and a demo credential."""
+
+    url: str
+    credential: str
+
+
+class Sandbox:
+    """All three emulators with deterministic demo data; a context manager that serves them on loopback."""
+
+    def __init__(self, seed: int = 0, *, katapult_rate_limit: int = 1000, task_seconds: float = 2.0) -> None:
+        self.clock = Clock()
+        self.katapult = katapult.KatapultBackend(
+            self.clock, rate_limit=katapult_rate_limit, task_seconds=task_seconds
+        )
+        self.vault = vault.VaultBackend(self.clock)
+        self.cocoon = cocoon.CocoonBackend(self.clock)
+        self.faults: dict[Service, FaultInjector] = {
+            "katapult": instrument(
+                katapult.create_app(self.katapult), self.katapult, self.clock, katapult.error_body, seed
+            ),
+            "vault": instrument(vault.create_app(self.vault), self.vault, self.clock, vault.error_body, seed),
+            "cocoon": instrument(
+                cocoon.create_app(self.cocoon), self.cocoon, self.clock, cocoon.error_body, seed
+            ),
+        }
+        self._servers: dict[Service, LoopbackServer] = {}
+
+    def start(self, ports: dict[Service, int] | None = None) -> dict[Service, Endpoint]:
+        for service in SERVICES:
+            server = LoopbackServer(self.faults[service], port=(ports or {}).get(service, 0))
+            server.start()
+            self._servers[service] = server
+        return self.endpoints
+
+    @property
+    def endpoints(self) -> dict[Service, Endpoint]:
+        credentials: dict[Service, str] = {
+            "katapult": katapult.DEMO_TOKEN,
+            "vault": vault.DEMO_API_KEY,
+            "cocoon": cocoon.DEMO_ACCESS_TOKEN,
+        }
+        return {s: Endpoint(server.url, credentials[s]) for s, server in self._servers.items()}
+
+    def inject(self, service: Service, fault: Fault) -> None:
+        self.faults[service].add(fault)
+
+    def reset(self) -> None:
+        """Back to the demo data, no faults, the real time."""
+        self.clock.reset()
+        for backend in (self.katapult, self.vault, self.cocoon):
+            backend.reset()
+        for injector in self.faults.values():
+            injector.clear()
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+__all__ = ["SERVICES", "Endpoint", "Fault", "Sandbox", "Service"]

@@ -1,0 +1,1 @@
+"""Server wiring: config, confirmation, errors, audit, transports."""

@@ -1,0 +1,1 @@
+"""One module per service: the MCP tools, built on clients/ and server/."""
