@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import threading
@@ -17,6 +16,9 @@ class LoopbackServer:
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit this; asyncio skips it for proto 0 sockets, and without it Nagle's
+        # algorithm plus delayed ACKs hold every response for 40 ms.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(app, log_config=None, log_level="critical", access_log=False, lifespan="off")
@@ -29,7 +31,8 @@ class LoopbackServer:
         return f"http://{self.host}:{self.port}"
 
     def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._socket]))
+        # uvicorn's own runner picks uvloop and httptools when installed: the emulators must outpace any client.
+        self._server.run(sockets=[self._socket])
 
     def start(self) -> None:
         self._thread.start()
