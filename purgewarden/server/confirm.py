@@ -258,8 +258,8 @@ def human_refusal(answer: HumanAnswer, *, require_human: bool, tool: str) -> Ref
         )
     return Refusal(
         "human_declined",
-        f"Refused: the user {answer.action}d the confirmation prompt. Nothing was "
-        "deleted. Ask the user what they want to do instead.",
+        f"Refused: the user {'declined' if answer.action == 'decline' else 'cancelled'} the confirmation "
+        "prompt. Nothing was deleted. Ask the user what they want to do instead.",
     )
 
 

@@ -129,6 +129,36 @@ def describe(organisation_id: str, items: list[RecycleBinItem]) -> str:
     )
 
 
+def unverified(
+    ctx: Context, org: str, before: list[RecycleBinItem], ambiguous: ApiError | None, reread: ApiError
+) -> ToolError:
+    """The bin could not be re-read after the empty call: say what is known, and audit it durably."""
+    approved = f"{len(before)} approved items ({human_bytes(sum(i.size for i in before))})"
+    known = (
+        f"the empty call failed ambiguously ({ambiguous.summary}), so it is not known whether the {approved} "
+        "were deleted"
+        if ambiguous is not None
+        else f"Cocoon Data confirmed the empty call, so the {approved} were deleted"
+    )
+    state = app_state(ctx)
+    message = state.redactor.scrub(
+        f"Cocoon Data could not be re-read after emptying the recycle bin of organisation {org} "
+        f"({reread.summary}): {known}. Call cocoon_list_recycle_bin once Cocoon Data answers again to see "
+        "what is left, and preview again before deleting anything more."
+    )
+    state.audit.record(
+        "unverified",
+        durable=True,
+        tool="cocoon_empty_recycle_bin",
+        service="cocoon",
+        target={"organisation_id": org},
+        counts={"items": len(before), "bytes": sum(i.size for i in before)},
+        confirmed=ambiguous is None,
+        error=reread.summary,
+    )
+    return ToolError(message)
+
+
 @toolset.tool("read", "List Cocoon Data recycle bin")
 async def cocoon_list_recycle_bin(
     ctx: Context,
@@ -229,16 +259,21 @@ async def cocoon_empty_recycle_bin(
     )
     notes = list(approval.notes)
     await ctx.report_progress(0, 1, "emptying the recycle bin")
+    ambiguous: ApiError | None = None
     try:
         await client.empty_recycle_bin(org)
     except ApiError as error:
         if error.kind == "response" and (error.status or 500) < 500:
             raise
         # The answer was lost: whether the bin was emptied is found out by reading it.
+        ambiguous = error
         notes.append(
             f"The empty call failed ambiguously ({error.summary}); the result below was checked by re-reading the bin."
         )
-    after = await whole_bin(client, org)
+    try:
+        after = await whole_bin(client, org)
+    except ApiError as error:
+        raise unverified(ctx, org, before, ambiguous, error) from None
     await ctx.report_progress(1, 1, "done")
     left = {i.id for i in after}
     deleted = [i for i in before if i.id not in left]
@@ -246,6 +281,12 @@ async def cocoon_empty_recycle_bin(
     if kept:
         notes.append(
             f"{len(kept)} of the approved items are still in the bin (ids: {', '.join(i.id for i in kept[:SAMPLE_SIZE])})."
+            + (
+                " If the empty call is still being processed they may yet be deleted: list the bin again in a "
+                "minute before acting on this."
+                if ambiguous is not None and ambiguous.kind == "timeout"
+                else ""
+            )
         )
     summary = (
         f"Deleted {len(deleted)} items ({human_bytes(sum(i.size for i in deleted))}) from the recycle bin of "

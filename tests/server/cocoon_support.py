@@ -1,0 +1,104 @@
+"""Helpers shared by the Cocoon tool tests: names, a fingerprint of the emulator's whole world, results."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+
+from purgewarden.sandbox import Sandbox, cocoon
+from purgewarden.sandbox.cocoon.seed import DEMO_USER_ID, SeedItem
+
+Connect = Callable[..., AbstractAsyncContextManager[Client]]
+
+LIST = "cocoon_list_recycle_bin"
+PREVIEW = "cocoon_preview_empty_recycle_bin"
+EMPTY = "cocoon_empty_recycle_bin"
+ORG = cocoon.DEMO_ORGANISATION_ID
+ALEX = cocoon.DEMO_ACCESS_TOKEN
+SAM = cocoon.SECOND_ORIGINATOR_ACCESS_TOKEN
+
+FOLDER_OTHER = "752389961810243584"
+FOLDER_ARCHIVE = "756120044395401219"
+EXECUTIVE_REPORT = "753099536981094400"
+ALEX_BIN = {
+    FOLDER_OTHER,
+    EXECUTIVE_REPORT,
+    "752047795879604224",
+    "756120044395401216",
+    "756120044395401217",
+    "756120044395401218",
+    FOLDER_ARCHIVE,
+}
+TOKEN_IN_MESSAGE = re.compile(r'confirm="(pwc1\.[^"]+)"')
+
+
+def world(sandbox: Sandbox) -> dict[str, Any]:
+    """Everything the emulator holds that a deletion could change: every item's state and every bin."""
+    backend = sandbox.cocoon
+    return {
+        "items": {item_id: (item.state, item.parent_id) for item_id, item in backend.items.items()},
+        "bins": {key: sorted(b.entries) for key, b in backend.bins.items() if b.entries},
+    }
+
+
+def bin_ids(sandbox: Sandbox, token: str = ALEX, organisation_id: str = ORG) -> set[str]:
+    backend = sandbox.cocoon
+    return set(backend.bin_of(backend.resolve_user(token).id, organisation_id).entries)
+
+
+def bin_totals(sandbox: Sandbox) -> dict[str, int]:
+    entries = sandbox.cocoon.bin_of(DEMO_USER_ID, ORG).entries.values()
+    return {"items": len(entries), "bytes": sum(item.size for item in entries)}
+
+
+def recycle_new_item(sandbox: Sandbox, name: str = "late-arrival.txt", size: int = 1000) -> str:
+    """Someone recycles one more file into Alex's bin, right now."""
+    backend = sandbox.cocoon
+    user = backend.resolve_user(ALEX)
+    return backend.recycle(user, ORG, SeedItem(name, size=size), backend.clock.now()).id
+
+
+def text(result: CallToolResult) -> str:
+    assert len(result.content) == 1
+    content = result.content[0]
+    assert isinstance(content, TextContent)
+    return content.text
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    """The structured content of a successful call (failing with the error text otherwise)."""
+    assert not result.is_error, text(result)
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
+
+
+def error(result: CallToolResult) -> str:
+    assert result.is_error, result.structured_content
+    return text(result)
+
+
+async def plan(client: Client, **arguments: Any) -> dict[str, Any]:
+    return ok(await client.call_tool(PREVIEW, arguments))
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def flip(token: str, part: int) -> str:
+    """The token with one character of its payload (1) or signature (2) changed."""
+    parts = token.split(".")
+    chars = parts[part]
+    i = len(chars) // 2
+    parts[part] = chars[:i] + ("B" if chars[i] == "A" else "A") + chars[i + 1 :]
+    return ".".join(parts)
