@@ -49,9 +49,11 @@ class Sandbox:
         }
         self._servers: dict[Service, LoopbackServer] = {}
 
-    def start(self, ports: dict[Service, int] | None = None) -> dict[Service, Endpoint]:
+    def start(
+        self, ports: dict[Service, int] | None = None, host: str = "127.0.0.1"
+    ) -> dict[Service, Endpoint]:
         for service in SERVICES:
-            server = LoopbackServer(self.faults[service], port=(ports or {}).get(service, 0))
+            server = LoopbackServer(self.faults[service], host=host, port=(ports or {}).get(service, 0))
             server.start()
             self._servers[service] = server
         return self.endpoints
@@ -64,6 +66,19 @@ class Sandbox:
             "cocoon": cocoon.DEMO_ACCESS_TOKEN,
         }
         return {s: Endpoint(server.url, credentials[s]) for s, server in self._servers.items()}
+
+    def server_environment(self) -> dict[str, str]:
+        """The variables `purgewarden serve` reads, pointing at this sandbox with its demo credentials."""
+        endpoints = self.endpoints
+        return {
+            "KATAPULT_API_URL": endpoints["katapult"].url,
+            "KATAPULT_API_TOKEN": endpoints["katapult"].credential,
+            "PVAULT_URL": endpoints["vault"].url,
+            "PVAULT_API_KEY": endpoints["vault"].credential,
+            "COCOON_ACCESS_SERVICE_URL": endpoints["cocoon"].url,
+            "COCOON_ACCESS_TOKEN": endpoints["cocoon"].credential,
+            "COCOON_ORGANISATION_ID": cocoon.DEMO_ORGANISATION_ID,
+        }
 
     def inject(self, service: Service, fault: Fault) -> None:
         self.faults[service].add(fault)

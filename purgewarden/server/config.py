@@ -39,6 +39,8 @@ class Settings(BaseModel):
     confirmation_ttl: float = Field(300.0, gt=0)
     audit_log: Path = Field(default_factory=default_audit_log)
     http_token: SecretStr | None = Field(None, description="Bearer token required on the MCP HTTP endpoint")
+    allowed_hosts: tuple[str, ...] = Field((), description="Host headers accepted over HTTP off loopback")
+    log_level: str = "WARNING"
 
     http_timeout: float = Field(30.0, gt=0)
     retry_attempts: int = Field(5, ge=1)
@@ -59,6 +61,10 @@ class Settings(BaseModel):
                 values[name] = env[key]
         if "toolsets" in values:
             values["toolsets"] = parse_toolsets(str(values["toolsets"]))
+        if "allowed_hosts" in values:
+            values["allowed_hosts"] = tuple(
+                h.strip() for h in str(values["allowed_hosts"]).split(",") if h.strip()
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
 

@@ -34,7 +34,7 @@ KATAPULT: Mapping[str, Entry] = {
         "Ask the user for a valid token in KATAPULT_API_TOKEN, then restart the server.",
     ),
     "unauthorized_network_for_api_token": Entry(
-        "the API token may not be used from this network (request came from {ip})",
+        "the API token may not be used from this network (request came from {ip_address})",
         "Ask the user to allow this network for the token in Katapult, or use another token.",
     ),
     "invalid_capabilities_token": Entry(
@@ -46,7 +46,7 @@ KATAPULT: Mapping[str, Entry] = {
         "Ask the user to add that scope to the token, then preview again.",
     ),
     "permission_denied": Entry(
-        "the token's identity is not permitted to do this {reason}",
+        "the token's identity is not permitted to do this{reason}",
         "Ask the user to grant the permission in Katapult or use another identity.",
     ),
     "rate_limit_reached": Entry(
@@ -155,6 +155,10 @@ VAULT: Mapping[str, Entry] = {
 }
 
 BY_STATUS: Mapping[int, Entry] = {
+    200: Entry(
+        "the answer could not be read (not the JSON the API documents)",
+        "Check that the service URL points at the API; " + PREVIEW_AGAIN.lower(),
+    ),
     400: Entry("the request was rejected as invalid", "Check the arguments and call the tool again."),
     401: Entry(
         "the credential was rejected", "Ask the user to check the credential, then restart the server."
@@ -231,8 +235,10 @@ class _Fields(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         value = self.detail.get(key)
-        if key == "reason" and not value:
-            return ""
+        if key == "reason":
+            # Katapult's permission_denied explains itself in `details`, when it does at all.
+            value = value or self.detail.get("details")
+            return f" ({value})" if value else ""
         if isinstance(value, list):
             return ", ".join(map(str, value)) or "unknown"
         if isinstance(value, dict):

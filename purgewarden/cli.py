@@ -1,0 +1,212 @@
+"""The `purgewarden` command line.
+
+Each subcommand is one `Command` in `COMMANDS`: its help line, a function adding its options and a handler
+returning the exit status, so a new subcommand (`serve`, `demo`) is one more entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from purgewarden.sandbox import Sandbox
+
+# The MCP SDK and the emulators are imported by the subcommands that need them, so `serve` over stdio
+# starts without loading the sandbox and `--help` without loading anything.
+DEFAULT_PORTS = {"katapult": 8787, "vault": 8123, "cocoon": 8788}
+"""Fixed so the docs can cite the URLs; 8123 is also a self-hosted Vault's own default."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535; 0 picks a free one)")
+    return port
+
+
+def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    for service, port in DEFAULT_PORTS.items():
+        parser.add_argument(
+            f"--{service}-port",
+            type=_port,
+            default=port,
+            metavar="PORT",
+            help=f"port of the {service} emulator (default: %(default)s; 0 picks a free port)",
+        )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for the fault injectors' random choices (default: %(default)s)",
+    )
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    """Serve the three emulators with demo data until Ctrl-C or SIGTERM."""
+    from purgewarden.sandbox import SERVICES, Sandbox, Service
+
+    stop = threading.Event()
+    with _stopping_on_signals(stop):
+        sandbox = Sandbox(seed=args.seed)
+        ports: dict[Service, int] = {service: getattr(args, f"{service}_port") for service in SERVICES}
+        try:
+            sandbox.start(ports, host=args.host)
+        except OSError as exc:
+            sandbox.stop()
+            print(f"purgewarden sandbox: cannot listen on {args.host}: {exc}", file=sys.stderr)
+            return 1
+        try:
+            print(describe_sandbox(sandbox), flush=True)
+            stop.wait()
+        finally:
+            sandbox.stop()
+    print("# sandbox stopped", flush=True)
+    return 0
+
+
+def describe_sandbox(sandbox: Sandbox) -> str:
+    """Where each emulator listens and its demo credential, then the MCP server's environment.
+
+    Every line but the `export`s is a shell comment, so the whole output can be pasted into a shell.
+    """
+    environment = sandbox.server_environment()
+    lines = ["# purgewarden sandbox: local emulators with demo data (Ctrl-C to stop)"]
+    lines += [f"#   {name:<9} {e.url}  credential {e.credential}" for name, e in sandbox.endpoints.items()]
+    lines.append(f"#   cocoon organisation {environment['COCOON_ORGANISATION_ID']}")
+    lines.append("# Environment for the MCP server:")
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
+    return "\n".join(lines)
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport", choices=["stdio", "streamable-http", "sse"], default="stdio")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="HTTP address (default: %(default)s; another needs PURGEWARDEN_HTTP_TOKEN)",
+    )
+    parser.add_argument("--port", type=_port, default=8000, help="HTTP port (default: %(default)s)")
+    parser.add_argument("--read-only", action="store_true", help="serve no destructive tool at all")
+    parser.add_argument(
+        "--toolsets", help="comma-separated services to serve: katapult,vault,cocoon (default: all)"
+    )
+    parser.add_argument(
+        "--require-human",
+        action="store_true",
+        help="refuse destructive tools on clients that cannot ask the user",
+    )
+    parser.add_argument(
+        "--sandbox", action="store_true", help="serve against in-process emulators with demo credentials"
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the MCP server until the client disconnects (stdio) or Ctrl-C (HTTP)."""
+    import anyio
+    from pydantic import ValidationError
+
+    from purgewarden.server.config import Settings, parse_toolsets
+    from purgewarden.server.transports import BindRefused, configure_logging, serve
+
+    environ = dict(os.environ)
+    sandbox = None
+    if args.sandbox:
+        from purgewarden.sandbox import Sandbox
+
+        sandbox = Sandbox()
+        sandbox.start()
+        environ.update(sandbox.server_environment())
+    try:
+        settings = Settings.from_env(
+            environ,
+            read_only=args.read_only or None,
+            require_human=args.require_human or None,
+            toolsets=parse_toolsets(args.toolsets) if args.toolsets else None,
+        )
+    except (ValidationError, ValueError) as exc:
+        print(f"purgewarden serve: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    try:
+        anyio.run(serve, settings, args.transport, args.host, args.port)
+    except BindRefused as exc:
+        print(f"purgewarden serve: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+    return 0
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    import anyio
+
+    from purgewarden.demo import run_demo
+
+    return anyio.run(run_demo)
+
+
+@contextmanager
+def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into `stop`, so shutting down is a normal return, not a traceback."""
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": Command("run the MCP server (stdio by default)", _serve_arguments, run_serve),
+    "demo": Command(
+        "run a scripted MCP session against the local sandbox and print the transcript",
+        lambda parser: None,
+        run_demo_command,
+    ),
+    "sandbox": Command(
+        "serve local emulators of the Katapult, Piiano Vault and Cocoon Data APIs with demo data",
+        _sandbox_arguments,
+        run_sandbox,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="purgewarden",
+        description="MCP server for previewed, confirmed, audited data cleanups on Katapult, Vault and Cocoon.",
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.add_arguments(subcommands.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command].run(args)
