@@ -49,7 +49,7 @@ async def test_stdio_subprocess(sandbox: Sandbox, server_env: dict[str, str], mo
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "purgewarden", "serve"], env=server_env
     )
-    async with Client(params, mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(params, mode=mode) as client:
         await preview_and_empty(client, sandbox)
     audit = await anyio.Path(server_env["PURGEWARDEN_AUDIT_LOG"]).read_text()
     assert '"event":"outcome"' in audit
@@ -60,7 +60,7 @@ async def test_stdio_subprocess(sandbox: Sandbox, server_env: dict[str, str], mo
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_streamable_http(sandbox: Sandbox, http_server: HttpServer, mode: str) -> None:
     base = http_server("streamable-http")
-    async with Client(base + "/mcp", mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(base + "/mcp", mode=mode) as client:
         await preview_and_empty(client, sandbox)
 
 
