@@ -40,7 +40,12 @@ class Sandbox:
         self.cocoon = cocoon.CocoonBackend(self.clock)
         self.faults: dict[Service, FaultInjector] = {
             "katapult": instrument(
-                katapult.create_app(self.katapult), self.katapult, self.clock, katapult.error_body, seed
+                katapult.create_app(self.katapult),
+                self.katapult,
+                self.clock,
+                katapult.error_body,
+                seed,
+                {"X-Api-Schema": "json-error"},  # injected errors carry the header real ones do
             ),
             "vault": instrument(vault.create_app(self.vault), self.vault, self.clock, vault.error_body, seed),
             "cocoon": instrument(

@@ -25,7 +25,12 @@ class Backend(Protocol):
 
 
 def instrument(
-    api: ASGIApp, backend: Backend, clock: Clock, error_body: ErrorBodyFactory, seed: int = 0
+    api: ASGIApp,
+    backend: Backend,
+    clock: Clock,
+    error_body: ErrorBodyFactory,
+    seed: int = 0,
+    error_headers: dict[str, str] | None = None,
 ) -> FaultInjector:
     """Put the control routes beside `api` and wrap both in a fault injector."""
     injector: FaultInjector
@@ -66,5 +71,5 @@ def instrument(
             Mount("", app=api),
         ]
     )
-    injector = FaultInjector(app, error_body, seed)
+    injector = FaultInjector(app, error_body, seed, error_headers)
     return injector

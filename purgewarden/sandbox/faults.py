@@ -65,9 +65,16 @@ class ConnectionDropped(Exception):
 class FaultInjector:
     """ASGI middleware applying the active faults to one emulator."""
 
-    def __init__(self, app: ASGIApp, error_body: ErrorBodyFactory, seed: int = 0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        error_body: ErrorBodyFactory,
+        seed: int = 0,
+        error_headers: dict[str, str] | None = None,
+    ) -> None:
         self.app = app
         self.error_body = error_body
+        self.error_headers = error_headers or {}
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
         self._seed = seed
@@ -123,7 +130,7 @@ class FaultInjector:
     async def _respond(self, fault: Fault, send: Send) -> None:
         body = fault.body if fault.body is not None else self.error_body(fault.status or 500)
         payload = json.dumps(body).encode()
-        headers = {"content-type": "application/json", **fault.headers}
+        headers = {"content-type": "application/json", **self.error_headers, **fault.headers}
         await send(
             {
                 "type": "http.response.start",
