@@ -1,0 +1,335 @@
+"""vault_delete_objects at scale and under faults: 100,000 ids, all-or-nothing batches, lost answers, cancellation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from purgewarden.sandbox import Fault, Sandbox
+from purgewarden.sandbox.vault import DEMO_API_KEY
+from purgewarden.sandbox.vault.store import ApiKey, Capability
+from purgewarden.server.config import Settings
+from tests.server.vault_support import (
+    ACTIVE_CUSTOMERS,
+    DELETE,
+    PREVIEW_DELETE,
+    UNKNOWN_ID,
+    Connect,
+    audit_lines,
+    error,
+    ids_in,
+    ok,
+    preview,
+    text,
+    tokens_estimate,
+)
+
+pytestmark = pytest.mark.anyio
+
+LEADS = {"collection": "leads", "state": "archived"}
+
+
+@pytest.fixture
+def connect(connect: Connect) -> Connect:
+    def session(**overrides: Any) -> Any:
+        return connect(**{"toolsets": ("vault",), **overrides})
+
+    return session
+
+
+def archived_leads(sandbox: Sandbox, n: int) -> list[str]:
+    """`n` archived objects in the (otherwise empty) leads collection, in id order."""
+    return sorted(sandbox.vault.build_large("leads", n, archived=n))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for something another task or thread makes true (polling: the emulator runs in a thread)."""
+    with anyio.fail_after(10):
+        for _ in iter(int, 1):
+            if condition():
+                return
+            await anyio.sleep(0.01)
+
+
+async def delete_leads(client: Client, **extra: Any) -> tuple[dict[str, Any], str]:
+    plan = await preview(client, **LEADS)
+    result = await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]}, **extra)
+    return ok(result), text(result)
+
+
+async def test_100k_selection_previews_and_deletes_within_the_output_budget(
+    mcp: Client, sandbox: Sandbox
+) -> None:
+    sandbox.vault.build_large("customers", 100_000, archived=100_000)
+    started = time.monotonic()
+    result = await mcp.call_tool(PREVIEW_DELETE, {"collection": "customers", "state": "archived"})
+    plan = ok(result)
+    assert plan["count"] == 100_015
+    assert plan["batches"] == 101
+    assert len(plan["sample_ids"]) == 20
+    assert tokens_estimate(result) < 25_000
+    progress: list[float] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        assert total == 100_015
+        progress.append(done)
+
+    result = await mcp.call_tool(
+        DELETE,
+        {"collection": "customers", "state": "archived", "confirm": plan["confirmation_token"]},
+        progress_callback=on_progress,
+    )
+    elapsed = time.monotonic() - started
+    outcome = ok(result)
+    assert outcome["deleted"] == 100_015
+    assert outcome["failed_batch_count"] == 0
+    assert outcome["outcomes"] == {}
+    assert len(progress) == 101
+    assert progress[-1] == 100_015
+    assert tokens_estimate(result) < 25_000
+    assert ids_in(sandbox, "customers", "archived") == set()
+    assert ids_in(sandbox, "customers", "active") == set(ACTIVE_CUSTOMERS)
+    assert elapsed < 30
+
+
+async def test_a_refused_batch_deletes_nothing_and_the_rest_goes_on(
+    connect: Connect, sandbox: Sandbox
+) -> None:
+    ids = archived_leads(sandbox, 3_500)
+    async with connect(vault_delete_concurrency=1) as client:
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", status=409, times=1))
+        outcome, body = await delete_leads(client)
+    assert outcome["deleted"] == 2_500
+    assert outcome["not_deleted"] == 1_000
+    assert outcome["failed_batch_count"] == 1
+    (failed,) = outcome["failed_batches"]
+    assert failed["batch"] == 1
+    assert failed["not_deleted"] == 1_000
+    assert failed["unknown"] == failed["deleted"] == 0
+    assert "PV3218, HTTP 409" in failed["reason"]
+    assert failed["sample_ids"] == ids[:5]
+    assert ids_in(sandbox, "leads", "archived") == set(ids[:1_000])
+    assert body.startswith("Deleted 2,500 of 3,500 archived objects")
+    assert "1 of 4 batches failed: 1,000 objects were not deleted" in body
+    assert "Preview again" in body
+
+
+async def test_a_concurrent_conflict_on_a_small_request_is_reported_per_id(
+    mcp: Client, sandbox: Sandbox
+) -> None:
+    chosen = ACTIVE_CUSTOMERS[:3]
+    plan = await preview(mcp, collection="customers", ids=chosen)
+    sandbox.vault.conflict_next_bulk_delete()
+    outcome = ok(
+        await mcp.call_tool(
+            DELETE, {"collection": "customers", "ids": chosen, "confirm": plan["confirmation_token"]}
+        )
+    )
+    assert outcome["deleted"] == 0
+    assert outcome["not_deleted"] == 3
+    assert list(outcome["outcomes"]) == chosen
+    for why in outcome["outcomes"].values():
+        assert why.startswith(
+            "not_deleted: Piiano Vault refused: another request was updating the same objects"
+        )
+    assert ids_in(sandbox, "customers", "active") == set(ACTIVE_CUSTOMERS)
+
+
+async def test_an_object_vanishing_mid_run_fails_its_batch_as_a_whole(
+    connect: Connect, sandbox: Sandbox
+) -> None:
+    ids = archived_leads(sandbox, 2_000)
+    vanished = ids[10]
+    async with connect(vault_delete_concurrency=1) as client:
+        plan = await preview(client, **LEADS)
+        # The first bulk call waits in the emulator; meanwhile someone else deletes one of its objects.
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", latency=0.5, times=1))
+
+        async def someone_else() -> None:
+            await until(lambda: not sandbox.faults["vault"].active())
+            sandbox.vault.delete_objects("leads", [vanished], archived=True, tenants=None)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(someone_else)
+            result = await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]})
+    outcome = ok(result)
+    assert outcome["deleted"] == 1_000
+    assert outcome["not_deleted"] == 1_000
+    (failed,) = outcome["failed_batches"]
+    assert failed["batch"] == 1
+    assert failed["reason"].startswith("the Vault rejected the batch, so none of it was deleted: 1 × PV3005")
+    assert "999 × PV3999" in failed["reason"]
+    assert ids_in(sandbox, "leads", "archived") == set(ids[:1_000]) - {vanished}
+
+
+async def test_a_429_storm_on_deletes_is_retried(connect: Connect, sandbox: Sandbox) -> None:
+    archived_leads(sandbox, 3_500)
+    async with connect(retry_attempts=12) as client:
+        sandbox.inject(
+            "vault", Fault(method="DELETE", path="bulk", status=429, times=10, headers={"Retry-After": "0"})
+        )
+        outcome, _ = await delete_leads(client)
+    assert outcome["deleted"] == 3_500
+    assert outcome["failed_batch_count"] == 0
+    assert sandbox.faults["vault"].active() == []
+    assert ids_in(sandbox, "leads", "archived") == set()
+
+
+async def test_a_503_on_a_batch_is_reconciled_as_not_deleted(connect: Connect, sandbox: Sandbox) -> None:
+    ids = archived_leads(sandbox, 2_500)
+    async with connect(vault_delete_concurrency=1) as client:
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", status=503, times=1))
+        outcome, _ = await delete_leads(client)
+    assert outcome["deleted"] == 1_500
+    assert outcome["not_deleted"] == 1_000
+    assert outcome["unknown"] == 0
+    (failed,) = outcome["failed_batches"]
+    assert failed["reason"].endswith("read back: 0 gone, 1000 still present")
+    assert ids_in(sandbox, "leads", "archived") == set(ids[:1_000])
+
+
+async def test_a_dropped_answer_after_the_delete_is_reconciled_as_deleted(
+    connect: Connect, sandbox: Sandbox, settings: Settings
+) -> None:
+    archived_leads(sandbox, 3_500)
+    async with connect() as client:
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", drop="after", times=1))
+        outcome, body = await delete_leads(client)
+    assert outcome["deleted"] == 3_500
+    assert outcome["failed_batch_count"] == 0
+    assert any(
+        "reading the ids back shows all" in note and "counted as deleted" in note for note in outcome["notes"]
+    )
+    assert "the answer was lost" in body
+    assert ids_in(sandbox, "leads", "archived") == set()
+    assert audit_lines(settings.audit_log)[-1]["counts"] == {"objects": 3_500}
+
+
+async def test_a_connection_dropped_before_handling_is_reconciled_as_not_deleted(
+    connect: Connect, sandbox: Sandbox
+) -> None:
+    ids = archived_leads(sandbox, 1_500)
+    async with connect(vault_delete_concurrency=1) as client:
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", drop="before", times=1))
+        outcome, _ = await delete_leads(client)
+    assert outcome["deleted"] == 500
+    assert outcome["not_deleted"] == 1_000
+    assert ids_in(sandbox, "leads", "archived") == set(ids[:1_000])
+
+
+async def test_an_unverifiable_batch_is_never_claimed(connect: Connect, sandbox: Sandbox) -> None:
+    archived_leads(sandbox, 1_000)
+    async with connect(retry_attempts=2) as client:
+        plan = await preview(client, **LEADS)
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", drop="after", latency=0.3, times=1))
+
+        async def reads_break_once_the_delete_is_in_flight() -> None:
+            await until(lambda: not sandbox.faults["vault"].active())
+            sandbox.inject("vault", Fault(method="GET", path="objects", status=500, times=None))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(reads_break_once_the_delete_is_in_flight)
+            result = await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]})
+    outcome = ok(result)
+    assert outcome["deleted"] == 0
+    assert outcome["unknown"] == 1_000
+    assert "reading the ids back failed too" in outcome["failed_batches"][0]["reason"]
+    assert "1,000 could not be verified" in text(result)
+    assert ids_in(sandbox, "leads", "archived") == set()  # it did happen; the tool just could not see it
+
+
+async def test_a_refusal_mid_run_stops_launching_batches(connect: Connect, sandbox: Sandbox) -> None:
+    ids = archived_leads(sandbox, 4_000)
+    keys = sandbox.vault.keys
+    admin = keys[DEMO_API_KEY]
+    async with connect(vault_delete_concurrency=1) as client:
+        plan = await preview(client, **LEADS)
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", latency=0.3, times=None))
+
+        async def revoke(done: float, total: float | None, message: str | None) -> None:
+            writers = {Capability.DATA_DELETER, Capability.DATA_WRITER}
+            keys[DEMO_API_KEY] = ApiKey(admin.secret, admin.username, admin.capabilities - writers)
+
+        result = await client.call_tool(
+            DELETE, {**LEADS, "confirm": plan["confirmation_token"]}, progress_callback=revoke
+        )
+    outcome = ok(result)
+    assert outcome["deleted"] == 1_000
+    assert outcome["not_deleted"] == 1_000
+    assert outcome["not_attempted"] == 2_000
+    assert "PV1007" in outcome["failed_batches"][0]["reason"]
+    assert any(note.startswith("Stopped launching batches after a refusal") for note in outcome["notes"])
+    assert ids_in(sandbox, "leads", "archived") == set(ids[1_000:])
+
+
+async def test_a_refusal_before_anything_was_deleted_is_an_error(mcp: Client, sandbox: Sandbox) -> None:
+    plan = await preview(mcp, collection="customers", ids=[*ACTIVE_CUSTOMERS[:2], UNKNOWN_ID])
+    keys = sandbox.vault.keys
+    admin = keys[DEMO_API_KEY]
+    keys[DEMO_API_KEY] = ApiKey(
+        admin.secret, admin.username, admin.capabilities - {Capability.DATA_DELETER, Capability.DATA_WRITER}
+    )
+    result = await mcp.call_tool(
+        DELETE,
+        {
+            "collection": "customers",
+            "ids": [*ACTIVE_CUSTOMERS[:2], UNKNOWN_ID],
+            "confirm": plan["confirmation_token"],
+        },
+    )
+    assert "(PV1007, HTTP 403)" in error(result)
+    assert ids_in(sandbox, "customers", "active") == set(ACTIVE_CUSTOMERS)
+
+
+async def test_cancelling_stops_between_batches_and_audits_exact_counts(
+    connect: Connect, sandbox: Sandbox, settings: Settings
+) -> None:
+    archived_leads(sandbox, 8_000)
+    async with connect(vault_delete_concurrency=2) as client:
+        plan = await preview(client, **LEADS)
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", latency=0.2, times=None))
+        async with anyio.create_task_group() as group:
+
+            async def cancel_on_progress(done: float, total: float | None, message: str | None) -> None:
+                group.cancel_scope.cancel()
+
+            group.start_soon(
+                lambda: client.call_tool(
+                    DELETE,
+                    {**LEADS, "confirm": plan["confirmation_token"]},
+                    progress_callback=cancel_on_progress,
+                )
+            )
+        await until(lambda: any(line["event"] == "cancelled" for line in audit_lines(settings.audit_log)))
+    cancelled = next(line for line in audit_lines(settings.audit_log) if line["event"] == "cancelled")
+    left = len(ids_in(sandbox, "leads", "archived"))
+    assert cancelled["deleted"] == 8_000 - left
+    assert cancelled["deleted"] % 1_000 == 0
+    assert 0 < cancelled["deleted"] < 8_000
+    assert cancelled["not_attempted"] == left
+    assert not any(line["event"] == "outcome" for line in audit_lines(settings.audit_log))
+
+
+async def test_an_unreadable_answer_to_a_batch_is_reconciled(connect: Connect, sandbox: Sandbox) -> None:
+    ids = archived_leads(sandbox, 2_000)
+    async with connect(vault_delete_concurrency=1) as client:
+        sandbox.inject(
+            "vault", Fault(method="DELETE", path="bulk", status=200, body={"surprise": True}, times=1)
+        )
+        outcome, _ = await delete_leads(client)
+    assert outcome["deleted"] == 1_000
+    assert outcome["not_deleted"] == 1_000
+    assert "unexpected shape" in outcome["failed_batches"][0]["reason"]
+    assert ids_in(sandbox, "leads", "archived") == set(ids[:1_000])
+
+
+async def test_an_unreadable_answer_to_a_read_is_a_clear_error(mcp: Client, sandbox: Sandbox) -> None:
+    sandbox.inject("vault", Fault(path="count", status=200, body=["not", "a", "count"], times=1))
+    message = error(await mcp.call_tool("vault_count_objects", {"collection": "customers"}))
+    assert "the answer could not be read" in message
+    assert "unexpected shape" in message
