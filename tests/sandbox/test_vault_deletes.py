@@ -309,7 +309,8 @@ def test_gc_deletes_at_most_10000_items_a_call(sandbox: Sandbox, vault: httpx2.C
     backlog = sum(row.count for row in sandbox.vault.gc_backlog())
     assert backlog == 25_000 + sum(count for *_, count in DEMO_GC)
     preview = gc(vault, dry_run="true")
-    assert rows_of(preview) == [("customers", "PERSONS", GC_LIMIT)]
+    assert sum(row["count"] for row in preview) == backlog  # a dry run is not capped
+    assert ("customers", "PERSONS", 25_010) in rows_of(preview)
     assert counts(vault)["archived"] == 25_015
     deleted: list[int] = []
     while rows := gc(vault):

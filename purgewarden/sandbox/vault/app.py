@@ -34,9 +34,9 @@ Chosen behaviours, where the Vault docs are silent:
   transaction_ids_only. It deletes oldest archive first: objects, then tokens, then orphaned
   transaction ids, each by collection name, at most 10,000 items per call in total. Transaction ids
   orphaned by this call's token deletions wait for the next call. Rows with a zero count are left out
-  (nothing to delete → `[]`). A dry run reports exactly what the next real call would delete, so it
-  is capped at 10,000 too (the uncapped backlog is only on `VaultBackend.gc_backlog()`). In-memory
-  mode → 405 PV1026.
+  (nothing to delete → `[]`). A dry run reports everything available for deletion now, uncapped
+  (seed 002: "how many objects and tokens are available for deletion"), so a caller can size the whole
+  job before repeating the capped real call. In-memory mode → 405 PV1026.
 - Unknown paths → 404 PV1004-style body; a known path with another method → 405 PV1012-style body.
 """
 

@@ -293,12 +293,12 @@ class VaultBackend:
     def garbage_collection(self, gc_filter: GcFilter = "all", *, dry_run: bool = False) -> list[GcCount]:
         """Delete what has been archived longer than the retention period, at most `gc_limit` items.
 
-        A dry run counts exactly what the next real call would delete, so it is capped too.
+        A dry run counts everything available for deletion now (the vendor's words), past the cap.
         """
         with self._lock:
             if self.in_memory:
                 raise VaultError("PV1026", "The operation is not allowed in in-memory mode.")
-            batches = self._garbage(gc_filter, self.gc_limit)
+            batches = self._garbage(gc_filter, None if dry_run else self.gc_limit)
             if not dry_run:
                 for batch in batches:
                     _collect(batch)
@@ -307,7 +307,7 @@ class VaultBackend:
     # --- test hooks (no API counterpart) ---
 
     def gc_backlog(self, gc_filter: GcFilter = "all") -> list[GcCount]:
-        """Everything GC would delete over all its calls: the uncapped totals a dry run cannot show."""
+        """Everything GC would delete over its calls from now (what an uncapped dry run shows), for tests."""
         with self._lock:
             batches = self._garbage(gc_filter, None)
             return [GcCount(b.store.collection.name, b.type, len(b.items)) for b in batches]
