@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver.tools import Tool
 
 from purgewarden import __version__
 from purgewarden.clients.base import RetryPolicy
@@ -71,22 +72,48 @@ def create_app(settings: Settings | None = None) -> MCPServer[AppState]:
             stack.callback(audit.close)
             yield state
 
-    server = MCPServer(
+    return MCPServer(
         "purgewarden",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
+        tools=[_tool(spec) for spec in specs],
     )
-    for spec in specs:
-        server.add_tool(
-            instrumented(spec),
-            name=spec.name,
-            title=spec.title,
-            annotations=spec.annotations,
-            structured_output=True,
-        )
-    return server
+
+
+def _tool(spec: ToolSpec) -> Tool:
+    tool = Tool.from_function(
+        instrumented(spec), name=spec.name, title=spec.title, annotations=spec.annotations, structured_output=True
+    )
+    # Every tools/list lands in the model's context, so the schemas carry only what a model uses:
+    # no generated titles anywhere, and no field prose in output schemas (the summary explains results).
+    _compact(tool.parameters, drop={"title"})
+    if tool.output_schema is not None:
+        _compact(tool.output_schema, drop={"title", "description"})
+    return tool
+
+
+def _compact(schema: object, drop: set[str]) -> None:
+    """Remove annotation keywords in place, and spell `X | None = None` as plain optional `X`.
+
+    Keywords are only dropped where their value is a string: a property *named* `title` holds a schema.
+    Arguments are validated by the tool's pydantic model, not by this advertised schema.
+    """
+    if isinstance(schema, dict):
+        for key in [k for k in drop if isinstance(schema.get(k), str)]:
+            del schema[key]
+        variants = schema.get("anyOf")
+        if schema.get("default", ...) is None and isinstance(variants, list) and len(variants) == 2:
+            kept = [v for v in variants if v != {"type": "null"}]
+            if len(kept) == 1:
+                del schema["anyOf"], schema["default"]
+                schema.update(kept[0])
+        for value in schema.values():
+            _compact(value, drop)
+    elif isinstance(schema, list):
+        for item in schema:
+            _compact(item, drop)
 
 
 def _open_clients(state: AppState, stack: AsyncExitStack) -> None:

@@ -28,10 +28,10 @@ ToolFn = Callable[..., Awaitable[ToolOutput]]
 logger = logging.getLogger("purgewarden.tools")
 
 
-def annotations_for(kind: Kind, title: str) -> ToolAnnotations:
+def annotations_for(kind: Kind) -> ToolAnnotations:
+    """The tool's title is set on the tool itself; the hints follow from its kind alone."""
     destructive = kind == "destructive"
     return ToolAnnotations(
-        title=title,
         read_only_hint=not destructive,
         destructive_hint=destructive,
         idempotent_hint=not destructive,
@@ -52,7 +52,7 @@ class ToolSpec:
 
     @property
     def annotations(self) -> ToolAnnotations:
-        return annotations_for(self.kind, self.title)
+        return annotations_for(self.kind)
 
 
 @dataclass
