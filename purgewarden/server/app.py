@@ -88,32 +88,33 @@ def _tool(spec: ToolSpec) -> Tool:
     )
     # Every tools/list lands in the model's context, so the schemas carry only what a model uses:
     # no generated titles anywhere, and no field prose in output schemas (the summary explains results).
-    _compact(tool.parameters, drop={"title"})
+    _compact(tool.parameters, drop={"title"}, inputs=True)
     if tool.output_schema is not None:
-        _compact(tool.output_schema, drop={"title", "description"})
+        _compact(tool.output_schema, drop={"title", "description"}, inputs=False)
     return tool
 
 
-def _compact(schema: object, drop: set[str]) -> None:
-    """Remove annotation keywords in place, and spell `X | None = None` as plain optional `X`.
+def _compact(schema: object, drop: set[str], inputs: bool) -> None:
+    """Remove annotation keywords in place and, in inputs, spell `X | None = None` as plain optional `X`.
 
     Keywords are only dropped where their value is a string: a property *named* `title` holds a schema.
-    Arguments are validated by the tool's pydantic model, not by this advertised schema.
+    Arguments are validated by the tool's pydantic model, not by this advertised schema; outputs are
+    validated by clients against it, so their null unions stay.
     """
     if isinstance(schema, dict):
         for key in [k for k in drop if isinstance(schema.get(k), str)]:
             del schema[key]
         variants = schema.get("anyOf")
-        if schema.get("default", ...) is None and isinstance(variants, list) and len(variants) == 2:
+        if inputs and schema.get("default", ...) is None and isinstance(variants, list) and len(variants) == 2:
             kept = [v for v in variants if v != {"type": "null"}]
             if len(kept) == 1:
                 del schema["anyOf"], schema["default"]
                 schema.update(kept[0])
         for value in schema.values():
-            _compact(value, drop)
+            _compact(value, drop, inputs)
     elif isinstance(schema, list):
         for item in schema:
-            _compact(item, drop)
+            _compact(item, drop, inputs)
 
 
 def _open_clients(state: AppState, stack: AsyncExitStack) -> None:
