@@ -1,0 +1,300 @@
+"""Typed async client for the Katapult Core API v1 (`<root>/core/v1`), built on `ServiceClient`.
+
+Only the operations purgewarden needs: organizations, the trash (one page, or all of it fetched
+concurrently), purge all, tasks, buckets and revoking presigned URLs. Like the official Go client,
+objects are addressed with `_` as the path segment and lookups as query parameters or JSON body
+(`organization[sub_domain]=acme`), so no caller-given text ever lands in a path.
+
+Katapult sends no Retry-After; it reports its budget in `X-Ratelimit-Permitted` (per minute) and
+`X-Ratelimit-Remaining`. When the remaining budget, less the requests still in flight, runs down to a
+small reserve, requests are spaced 60/permitted seconds apart so the limit is not hit, until an answer
+shows the budget recovered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import anyio
+import httpx2
+from pydantic import BaseModel, ConfigDict, Field
+
+from purgewarden.clients.base import Params, RetryPolicy, ServiceClient
+from purgewarden.clients.errors import ApiError
+
+API_PREFIX = "/core/v1"
+MAX_PER_PAGE = 200
+RATE_WINDOW_SECONDS = 60.0
+RATE_RESERVE = 2
+"""Requests kept in hand when the budget runs low (beyond those already in flight)."""
+
+TaskStatus = Literal["pending", "running", "completed", "failed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Organization(_Model):
+    id: str
+    name: str
+    sub_domain: str
+    infrastructure_domain: str | None = None
+    created_at: int | None = Field(None, description="Unix seconds")
+    activated_at: int | None = Field(None, description="Unix seconds; null while not activated")
+    suspended: bool = False
+    managed: bool = False
+
+
+class TrashObject(_Model):
+    id: str
+    keep_until: int = Field(description="Unix time Katapult purges it by itself")
+    object_id: str
+    object_type: str
+
+
+class Pagination(_Model):
+    current_page: int
+    total_pages: int | None = None
+    total: int | None = None
+    per_page: int
+    large_set: bool = False
+
+
+class TrashObjectPage(_Model):
+    pagination: Pagination
+    trash_objects: list[TrashObject]
+
+
+class Task(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    name: str
+    status: TaskStatus
+    created_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+    progress: int = Field(0, description="Percent")
+
+
+class AccessControlList(_Model):
+    public_read: bool = False
+    public_list: bool = False
+    all_keys_read: bool = False
+    all_keys_write: bool = False
+    read_key_ids: list[str] = Field(default_factory=list)
+    write_key_ids: list[str] = Field(default_factory=list)
+
+
+class Bucket(_Model):
+    name: str
+    label: str | None = None
+    created_at: int | None = None
+    state: str = Field(description="pending or configured")
+    custom_domain: str | None = None
+    object_count: int | None = None
+    size: int | None = Field(None, description="Bytes")
+    serve_static_site: bool = False
+    public_url: str | None = None
+    access_control_list: AccessControlList = Field(default_factory=AccessControlList)
+
+
+def organization_lookup(reference: str) -> dict[str, str]:
+    """`org_…` is an id; anything else a sub-domain (sub-domains are DNS labels, so never contain `_`)."""
+    reference = reference.strip()
+    return {"id": reference} if reference.startswith("org_") else {"sub_domain": reference}
+
+
+def _query(argument: str, lookup: Mapping[str, str]) -> dict[str, str]:
+    return {f"{argument}[{key}]": value for key, value in lookup.items()}
+
+
+class KatapultClient(ServiceClient):
+    service = "katapult"
+
+    def __init__(
+        self,
+        base_url: str,
+        credential: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url.rstrip("/") + API_PREFIX, credential, timeout=timeout, retry=retry, transport=transport
+        )
+        self._permitted: int | None = None
+        self._remaining: int | None = None
+        self._in_flight = 0
+        self._next_slot = 0.0
+        self._recovered: anyio.Event | None = None
+        self.started_purges: dict[str, str] = {}
+        """Purge-all task ids this client started, by organization reference, to warn about overlaps."""
+
+    # --- errors and rate-limit pacing ------------------------------------------------------------
+
+    def _parse_error(self, body: Any) -> tuple[str | None, str | None, dict[str, Any]]:
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            error = body if isinstance(body, dict) and "code" in body else None  # the spec's unwrapped form
+        if error is None:
+            return None, None, {}
+        detail = error.get("detail")
+        code, description = error.get("code"), error.get("description")
+        return (
+            str(code) if code else None,
+            str(description) if description else None,
+            detail if isinstance(detail, dict) else {},
+        )
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        params: Params | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> Any:
+        # Counted so pacing knows how much of the reported budget is already spoken for.
+        self._in_flight += 1
+        try:
+            return await super()._send(operation, method, path, params, json_body, headers)
+        finally:
+            self._in_flight -= 1
+
+    def _pace(self) -> float | None:
+        """Seconds between requests while the reported budget, less the other requests still in flight,
+        is down to the reserve; None while it is not (or nothing was reported yet)."""
+        if self._permitted is None or self._remaining is None:
+            return None
+        if self._remaining - (self._in_flight - 1) > RATE_RESERVE:
+            return None
+        return RATE_WINDOW_SECONDS / self._permitted
+
+    async def _before_request(self) -> None:
+        # While the budget is low, one request may go per interval; the others wait for the next slot, or
+        # for an answer showing the budget recovered (a new window), whichever comes first.
+        while (interval := self._pace()) is not None:
+            now = time.monotonic()
+            if self._next_slot <= now:
+                self._next_slot = now + interval
+                return
+            if self._recovered is None or self._recovered.is_set():
+                self._recovered = anyio.Event()
+            with anyio.move_on_after(self._next_slot - now):
+                await self._recovered.wait()
+
+    def _after_response(self, response: httpx2.Response) -> None:
+        permitted = _int_header(response, "x-ratelimit-permitted")
+        remaining = _int_header(response, "x-ratelimit-remaining")
+        if permitted:
+            self._permitted = permitted
+        if remaining is not None:
+            self._remaining = remaining
+        if self._recovered is not None and self._pace() is None:
+            self._recovered.set()
+
+    # --- operations ------------------------------------------------------------------------------
+
+    async def list_organizations(self) -> list[Organization]:
+        data = await self._call("list_organizations", "GET", "/organizations")
+        return [Organization.model_validate(o) for o in data["organizations"]]
+
+    async def list_trash_objects(
+        self, organization: Mapping[str, str], *, page: int = 1, per_page: int = 30
+    ) -> TrashObjectPage:
+        params: dict[str, str | int] = {
+            **_query("organization", organization),
+            "page": page,
+            "per_page": per_page,
+        }
+        data = await self._call("list_trash_objects", "GET", "/organizations/_/trash_objects", params=params)
+        return TrashObjectPage.model_validate(data)
+
+    async def list_all_trash_objects(
+        self, organization: Mapping[str, str], *, concurrency: int = 4
+    ) -> list[TrashObject]:
+        """The whole trash: page 1 gives the page count, then up to `concurrency` pages are fetched at once.
+
+        Objects are returned in the API's order, without duplicates (a page can shift while it is read).
+        Without a page count (`large_set`), workers go on until a page comes back short.
+        """
+        first = await self.list_trash_objects(organization, page=1, per_page=MAX_PER_PAGE)
+        pages: dict[int, list[TrashObject]] = {1: first.trash_objects}
+        last = first.pagination.total_pages
+        if len(first.trash_objects) < MAX_PER_PAGE:
+            last = 1
+        next_page = 2
+
+        async def worker() -> None:
+            nonlocal next_page, last
+            while last is None or next_page <= last:
+                number = next_page
+                next_page += 1
+                found = await self.list_trash_objects(organization, page=number, per_page=MAX_PER_PAGE)
+                pages[number] = found.trash_objects
+                if len(found.trash_objects) < MAX_PER_PAGE and (last is None or number < last):
+                    last = number
+
+        try:
+            async with anyio.create_task_group() as group:
+                for _ in range(max(1, concurrency)):
+                    group.start_soon(worker)
+        except* ApiError as failed:
+            # The first failure cancelled the other workers; it alone says what went wrong.
+            raise _first(failed) from None
+        seen: set[str] = set()
+        objects: list[TrashObject] = []
+        for number in sorted(pages):
+            for trash_object in pages[number]:
+                if trash_object.id not in seen:
+                    seen.add(trash_object.id)
+                    objects.append(trash_object)
+        return objects
+
+    async def purge_all_trash_objects(self, organization: Mapping[str, str]) -> Task:
+        """Queue a purge of the organization's whole trash; re-sent only if Katapult provably did nothing."""
+        data = await self._call(
+            "purge_all_trash_objects",
+            "POST",
+            "/organizations/_/trash_objects/purge_all",
+            json_body={"organization": dict(organization)},
+            idempotent=False,
+        )
+        return Task.model_validate(data["task"])
+
+    async def get_task(self, task_id: str) -> Task:
+        data = await self._call("get_task", "GET", "/tasks/_", params={"task[id]": task_id})
+        return Task.model_validate(data["task"])
+
+    async def get_bucket(self, region: str, name: str) -> Bucket:
+        params = {"object_storage_cluster[region]": region, "bucket[name]": name}
+        data = await self._call("get_bucket", "GET", "/object_storage/_/buckets/_", params=params)
+        return Bucket.model_validate(data["object_storage_bucket"])
+
+    async def revoke_presigned_urls(self, region: str, name: str) -> bool:
+        """Invalidate every URL presigned so far for any object in the bucket; True when Katapult says so."""
+        data = await self._call(
+            "revoke_presigned_urls",
+            "POST",
+            "/object_storage/_/buckets/_/revoke_presigned_urls",
+            json_body={"object_storage_cluster": {"region": region}, "bucket": {"name": name}},
+            idempotent=False,
+        )
+        return bool(data.get("success")) if isinstance(data, dict) else False
+
+
+def _first(group: BaseExceptionGroup[ApiError]) -> ApiError:
+    first = group.exceptions[0]
+    return first if isinstance(first, ApiError) else _first(first)
+
+
+def _int_header(response: httpx2.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

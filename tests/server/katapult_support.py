@@ -1,0 +1,116 @@
+"""Helpers shared by the Katapult tool tests: names, a fingerprint of the emulator's world, results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+
+from purgewarden.sandbox import Sandbox, katapult
+from purgewarden.sandbox.katapult.models import ApiToken, Bucket, ObjectStorageAccount
+from purgewarden.sandbox.katapult.seed import ACME_ID
+
+Connect = Callable[..., AbstractAsyncContextManager[Client]]
+
+LIST_ORGANIZATIONS = "katapult_list_organizations"
+LIST_TRASH = "katapult_list_trash_objects"
+GET_TASK = "katapult_get_task"
+GET_BUCKET = "katapult_get_bucket"
+PREVIEW_PURGE = "katapult_preview_purge_all_trash_objects"
+PURGE = "katapult_purge_all_trash_objects"
+PREVIEW_REVOKE = "katapult_preview_revoke_presigned_urls"
+REVOKE = "katapult_revoke_presigned_urls"
+READ_TOOLS = {LIST_ORGANIZATIONS, LIST_TRASH, GET_TASK, GET_BUCKET, PREVIEW_PURGE, PREVIEW_REVOKE}
+ALL_TOOLS = READ_TOOLS | {PURGE, REVOKE}
+
+REGION = "uk-lon-1"
+ASSETS = {"region": REGION, "name": "acme-assets"}
+BACKUPS = {"region": REGION, "name": "acme-backups"}
+WEBSITE = {"region": REGION, "name": "acme-website"}
+ACME_BUCKETS = ("acme-assets", "acme-backups", "acme-website")
+ACME_TRASH_TYPES = {
+    "VirtualMachine": 4,
+    "Disk": 3,
+    "FileStorageVolume": 2,
+    "LoadBalancer": 1,
+    "IPAddress": 1,
+    "SecurityGroup": 1,
+}
+TOKEN_IN_MESSAGE = re.compile(r'confirm="(pwc1\.[^"]+)"')
+
+
+def admin(sandbox: Sandbox) -> ApiToken:
+    return sandbox.katapult.authenticate(katapult.DEMO_TOKEN, "127.0.0.1")
+
+
+def trash_ids(sandbox: Sandbox, organization: str = "acme") -> set[str]:
+    """The organization's trash as it stands, after the emulator carried out every purge whose time is up."""
+    found = sandbox.katapult.list_trash_objects(admin(sandbox), ("sub_domain", organization), 1, 200_000)
+    return {t.id for t in found.items}
+
+
+def world(sandbox: Sandbox) -> dict[str, Any]:
+    """Everything a purge or a revoke could change, once any purge queued by mistake would have finished."""
+    sandbox.clock.advance(60)
+    backend = sandbox.katapult
+    trash_ids(sandbox)  # settles finished tasks
+    return {
+        "trash": {o.sub_domain: sorted(o.trash) for o in backend.list_organizations(admin(sandbox))},
+        "revocations": {name: backend.revocations(REGION, name) for name in ACME_BUCKETS},
+    }
+
+
+def acme_account(sandbox: Sandbox) -> ObjectStorageAccount:
+    # The emulator has no operation that changes a bucket, so the tests reach into its state.
+    return sandbox.katapult._accounts[(ACME_ID, REGION)]
+
+
+def change_bucket(sandbox: Sandbox, name: str, **changes: Any) -> Bucket:
+    account = acme_account(sandbox)
+    account.buckets[name] = dataclasses.replace(account.buckets[name], **changes)
+    return account.buckets[name]
+
+
+def delete_bucket(sandbox: Sandbox, name: str) -> None:
+    del acme_account(sandbox).buckets[name]
+
+
+def text(result: CallToolResult) -> str:
+    assert len(result.content) == 1
+    content = result.content[0]
+    assert isinstance(content, TextContent)
+    return content.text
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    """The structured content of a successful call (failing with the error text otherwise)."""
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+def error(result: CallToolResult) -> str:
+    assert result.is_error, result.structured_content
+    return text(result)
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def flip(token: str, part: int) -> str:
+    """The token with one character of its payload (1) or signature (2) changed."""
+    parts = token.split(".")
+    chars = parts[part]
+    i = len(chars) // 2
+    parts[part] = chars[:i] + ("B" if chars[i] == "A" else "A") + chars[i + 1 :]
+    return ".".join(parts)
