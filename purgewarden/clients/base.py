@@ -39,6 +39,8 @@ class ServiceClient:
     """Base of the three clients. Subclasses set `service` and parse their own error bodies."""
 
     service = "api"
+    api_prefix = ""
+    """Appended to the configured root URL (which is what the vendor's docs and env variables name)."""
     user_agent = "purgewarden/0.1"
 
     def __init__(
@@ -48,14 +50,14 @@ class ServiceClient:
         *,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        max_connections: int = 16,
+        max_connections: int = 32,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
         # Binds confirmation tokens and audit lines to the credential without revealing it.
         self.fingerprint = hashlib.sha256(f"{self.service}\0{credential}".encode()).hexdigest()[:16]
         self._http = httpx2.AsyncClient(
-            base_url=base_url.rstrip("/"),
+            base_url=base_url.rstrip("/") + self.api_prefix,
             headers={
                 "User-Agent": self.user_agent,
                 "Accept": "application/json",

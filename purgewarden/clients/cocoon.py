@@ -39,9 +39,7 @@ class RecycleBinPage(BaseModel):
 
 class CocoonClient(ServiceClient):
     service = "cocoon"
-
-    def __init__(self, base_url: str, credential: str, **kwargs: Any) -> None:
-        super().__init__(base_url.rstrip("/") + "/api/v1", credential, **kwargs)
+    api_prefix = "/api/v1"
 
     def _parse_error(self, body: Any) -> tuple[str | None, str | None, dict[str, Any]]:
         # No published error format: take a message from the usual places, never rely on a code.

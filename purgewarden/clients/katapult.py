@@ -21,7 +21,7 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field
 
-from purgewarden.clients.base import Params, RetryPolicy, ServiceClient
+from purgewarden.clients.base import Params, ServiceClient
 from purgewarden.clients.errors import ApiError
 
 API_PREFIX = "/core/v1"
@@ -112,19 +112,10 @@ def _query(argument: str, lookup: Mapping[str, str]) -> dict[str, str]:
 
 class KatapultClient(ServiceClient):
     service = "katapult"
+    api_prefix = API_PREFIX
 
-    def __init__(
-        self,
-        base_url: str,
-        credential: str,
-        *,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx2.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url.rstrip("/") + API_PREFIX, credential, timeout=timeout, retry=retry, transport=transport
-        )
+    def __init__(self, base_url: str, credential: str, **options: Any) -> None:
+        super().__init__(base_url, credential, **options)
         self._permitted: int | None = None
         self._remaining: int | None = None
         self._in_flight = 0

@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-import httpx2
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from purgewarden.clients.base import RetryPolicy, ServiceClient
+from purgewarden.clients.base import ServiceClient
 from purgewarden.clients.errors import ApiError
 
 API_PREFIX = "/api/pvlt/1.0"
@@ -136,25 +135,7 @@ _GC_COUNTS = TypeAdapter(list[GcCount])
 
 class VaultClient(ServiceClient):
     service = "vault"
-
-    def __init__(
-        self,
-        base_url: str,
-        credential: str,
-        *,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        max_connections: int = 32,
-        transport: httpx2.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url.rstrip("/") + API_PREFIX,
-            credential,
-            timeout=timeout,
-            retry=retry,
-            max_connections=max_connections,
-            transport=transport,
-        )
+    api_prefix = API_PREFIX
 
     def _parse_error(self, body: Any) -> tuple[str | None, str | None, dict[str, Any]]:
         if not isinstance(body, dict) or not isinstance(body.get("error_code"), str):
