@@ -12,24 +12,17 @@ from collections.abc import Callable, Iterator
 import httpx2
 import pytest
 
-from purgewarden.sandbox import Sandbox, cocoon
+from purgewarden.sandbox import Sandbox
 
 SERVER_SECRETS_ENV = ("KATAPULT_API_TOKEN", "PVAULT_API_KEY", "COCOON_ACCESS_TOKEN")
 
 
 @pytest.fixture
 def server_env(sandbox: Sandbox, tmp_path: os.PathLike[str]) -> dict[str, str]:
-    endpoints = sandbox.endpoints
     return {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", ""),
-        "KATAPULT_API_URL": endpoints["katapult"].url,
-        "KATAPULT_API_TOKEN": endpoints["katapult"].credential,
-        "PVAULT_URL": endpoints["vault"].url,
-        "PVAULT_API_KEY": endpoints["vault"].credential,
-        "COCOON_ACCESS_SERVICE_URL": endpoints["cocoon"].url,
-        "COCOON_ACCESS_TOKEN": endpoints["cocoon"].credential,
-        "COCOON_ORGANISATION_ID": cocoon.DEMO_ORGANISATION_ID,
+        **sandbox.server_environment(),
         "PURGEWARDEN_AUDIT_LOG": str(tmp_path) + "/audit.jsonl",
         "PURGEWARDEN_LOG_LEVEL": "INFO",
     }
