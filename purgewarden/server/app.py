@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.tools import Tool
@@ -83,38 +85,81 @@ def create_app(settings: Settings | None = None) -> MCPServer[AppState]:
 
 
 def _tool(spec: ToolSpec) -> Tool:
+    # Every tools/list lands in the model's context, so it carries only what a model uses: descriptions
+    # without the docstring's line breaks and indentation, no generated titles anywhere, no field prose in
+    # output schemas (the summary explains results), and sub-models written in place rather than as $defs.
     tool = Tool.from_function(
-        instrumented(spec), name=spec.name, title=spec.title, annotations=spec.annotations, structured_output=True
+        instrumented(spec),
+        name=spec.name,
+        title=spec.title,
+        description=" ".join((spec.fn.__doc__ or "").split()),
+        annotations=spec.annotations,
+        structured_output=True,
     )
-    # Every tools/list lands in the model's context, so the schemas carry only what a model uses:
-    # no generated titles anywhere, and no field prose in output schemas (the summary explains results).
     _compact(tool.parameters, drop={"title"}, inputs=True)
+    _inline_defs(tool.parameters)
     if tool.output_schema is not None:
         _compact(tool.output_schema, drop={"title", "description"}, inputs=False)
+        _inline_defs(tool.output_schema)
     return tool
 
 
 def _compact(schema: object, drop: set[str], inputs: bool) -> None:
-    """Remove annotation keywords in place and, in inputs, spell `X | None = None` as plain optional `X`.
+    """Remove annotation keywords and spelled-out defaults in place, and shorten null unions.
 
     Keywords are only dropped where their value is a string: a property *named* `title` holds a schema.
-    Arguments are validated by the tool's pydantic model, not by this advertised schema; outputs are
-    validated by clients against it, so their null unions stay.
+    Arguments are validated by the tool's pydantic model, not by this advertised schema, so in inputs
+    `X | None = None` becomes plain optional `X`. Outputs are validated by clients against it, so their
+    null unions stay, written `{"type": ["integer", "null"]}` where that accepts exactly what the `anyOf` did.
     """
     if isinstance(schema, dict):
         for key in [k for k in drop if isinstance(schema.get(k), str)]:
             del schema[key]
+        # JSON Schema's defaults, spelled out for `dict[str, Any]` and `list[Any]`: saying them changes nothing.
+        if schema.get("type") == "object" and schema.get("additionalProperties") is True:
+            del schema["additionalProperties"]
+        if schema.get("type") == "array" and schema.get("items") == {}:
+            del schema["items"]
         variants = schema.get("anyOf")
-        if inputs and schema.get("default", ...) is None and isinstance(variants, list) and len(variants) == 2:
-            kept = [v for v in variants if v != {"type": "null"}]
-            if len(kept) == 1:
+        if isinstance(variants, list) and len(variants) == 2 and {"type": "null"} in variants:
+            kept: dict[str, Any] = next((v for v in variants if v != {"type": "null"}), {})
+            if inputs and schema.get("default", ...) is None:
                 del schema["anyOf"], schema["default"]
-                schema.update(kept[0])
+                schema.update(kept)
+            elif not inputs and set(kept) == {"type"} and isinstance(kept["type"], str):
+                del schema["anyOf"]
+                schema["type"] = [kept["type"], "null"]
         for value in schema.values():
             _compact(value, drop, inputs)
     elif isinstance(schema, list):
         for item in schema:
             _compact(item, drop, inputs)
+
+
+def _inline_defs(schema: dict[str, Any]) -> None:
+    """Write each `$defs` entry used once in place of its `{"$ref": …}`: the same schema, fewer bytes.
+
+    Entries used more than once stay; nothing changes when one entry refers to another (or to itself).
+    """
+    defs = schema.get("$defs")
+    if not isinstance(defs, dict) or "$ref" in json.dumps(defs):
+        return
+    body = json.dumps({key: value for key, value in schema.items() if key != "$defs"})
+    once = {f"#/$defs/{name}": name for name in defs if body.count(json.dumps(f"#/$defs/{name}")) == 1}
+
+    def inline(node: object) -> object:
+        if isinstance(node, dict):
+            if set(node) == {"$ref"} and node["$ref"] in once:
+                return defs.pop(once[node["$ref"]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    for key in [k for k in schema if k != "$defs"]:
+        schema[key] = inline(schema[key])
+    if not defs:
+        del schema["$defs"]
 
 
 def _open_clients(state: AppState, stack: AsyncExitStack) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
@@ -53,11 +54,13 @@ LISTING_CHAR_BUDGET = 36_000
 """A page of objects is cut to this much JSON (about 9,000 tokens; the text repeats it)."""
 VALUE_CHARS = 500
 
-CollectionName = Annotated[str, Field(min_length=1, max_length=256, description="See vault_list_collections")]
-ReasonParam = Annotated[
-    Reason,
-    Field(description="Access reason for the Vault's audit log (erasure requests: DataSubjectRequest)"),
-]
+MAINTENANCE: Reason = "Maintenance"
+"""The access reason of the reads and of garbage collection (which is maintenance by nature). Only the
+object deletion tools take one: their purpose (e.g. an erasure request) belongs in the Vault's audit log,
+and the ten-value enum costs bytes in every schema that has it."""
+
+CollectionName = Annotated[str, Field(min_length=1, max_length=256)]
+ReasonParam = Annotated[Reason, Field(description="For the Vault's audit log; erasures: DataSubjectRequest")]
 AdhocReason = Annotated[str, Field(max_length=500, description="Required with reason Other")]
 StateParam = Annotated[State, Field(description="archived = soft-deleted objects")]
 # No Python defaults here: `default_factory` keeps these optional without a null branch in the schema.
@@ -67,16 +70,15 @@ Ids = Annotated[
         default_factory=list,
         min_length=1,
         max_length=1000,
-        description="Object UUIDs, for a few; omit to select instead",
+        description="A few object UUIDs, instead of a selection",
     ),
 ]
-Match = Annotated[dict[str, Any], Field(default_factory=dict, description="Select: property → exact value")]
+Match = Annotated[dict[str, Any], Field(default_factory=dict, description="Select: property = value")]
 MatchAny = Annotated[
-    dict[str, list[Any]], Field(default_factory=dict, description="Select: property → any of these values")
+    dict[str, list[Any]], Field(default_factory=dict, description="Select: property in values")
 ]
 Like = Annotated[
-    dict[str, str],
-    Field(default_factory=dict, description='Select: property → pattern, e.g. "*@example.com"'),
+    dict[str, str], Field(default_factory=dict, description="Select: property like *@example.com")
 ]
 
 
@@ -130,8 +132,8 @@ class ListCollectionsOutput(ToolOutput):
 
 @toolset.tool("read", "List Piiano Vault collections")
 async def vault_list_collections(ctx: Context) -> ListCollectionsOutput:
-    """List the Vault's collections with their type and property names. Use it to find the collection
-    to count, list or clean up; next, vault_count_objects or vault_list_objects."""
+    """List the Vault's collections with their property names; next, vault_count_objects or
+    vault_list_objects."""
     collections = await vault_client(ctx).list_collections()
     infos = [
         CollectionInfo(name=c.name, type=c.type, properties=[p.name for p in c.properties])
@@ -151,13 +153,9 @@ class CountObjectsOutput(ToolOutput):
 async def vault_count_objects(
     ctx: Context,
     collection: CollectionName,
-    reason: ReasonParam = "Maintenance",
-    adhoc_reason: AdhocReason = "",
 ) -> CountObjectsOutput:
-    """Count a collection's active and archived objects. Use it to size a cleanup before previewing
-    it (vault_preview_delete_objects or vault_preview_prune_archived)."""
-    adhoc = check_reason(reason, adhoc_reason)
-    count = await vault_client(ctx).count_objects(collection, reason=reason, adhoc_reason=adhoc)
+    """Count a collection's active and archived objects, to size a cleanup before previewing it."""
+    count = await vault_client(ctx).count_objects(collection, reason=MAINTENANCE, adhoc_reason=None)
     return CountObjectsOutput(
         summary=f"Collection {quote(collection)}: {count.active:,} active and {count.archived:,} archived objects.",
         collection=collection,
@@ -207,26 +205,21 @@ async def vault_list_objects(
     ctx: Context,
     collection: CollectionName,
     state: StateParam = "active",
-    page_size: Annotated[int, Field(ge=1, le=1000, description="Objects per page")] = 50,
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 50,
     cursor: Annotated[str, Field(max_length=2000, description="next_cursor of the previous page")] = "",
     props: Annotated[
-        list[str] | None,
-        Field(max_length=100, description="Properties to show beside id; omit for every property (PII!)"),
+        list[str] | None, Field(max_length=100, description="Properties besides id; omit for all (PII!)")
     ] = None,
-    reason: ReasonParam = "Maintenance",
-    adhoc_reason: AdhocReason = "",
 ) -> ListObjectsOutput:
-    """List one page of a collection's active or archived objects, in id order, with a cursor for the
-    next page. Values are personal data: ask for only the props you need. To delete objects, use
-    vault_preview_delete_objects with a selection rather than collecting ids page by page."""
-    adhoc = check_reason(reason, adhoc_reason)
+    """List a page of a collection's objects; values are personal data, so ask only for the props you
+    need. To delete, preview a selection with vault_preview_delete_objects rather than collecting ids."""
     client = vault_client(ctx)
 
     async def page_of(size: int) -> tuple[list[dict[str, Any]], int, str | None]:
         page = await client.list_objects(
             collection,
-            reason=reason,
-            adhoc_reason=adhoc,
+            reason=MAINTENANCE,
+            adhoc_reason=None,
             archived=state == "archived",
             page_size=size,
             cursor=cursor,
@@ -260,8 +253,6 @@ async def vault_list_objects(
 
 
 class DeleteObjectsPlan(PlanOutput):
-    collection: str
-    state: State
     selection: str
     count: int
     sample_ids: list[str]
@@ -306,10 +297,9 @@ async def vault_preview_delete_objects(
     reason: ReasonParam = "Maintenance",
     adhoc_reason: AdhocReason = "",
 ) -> DeleteObjectsPlan:
-    """Dry run of vault_delete_objects. Resolves what would be deleted: explicit ids, or a selection the
-    server finds itself (every object of the state, narrowed by match / match_any / like when given).
-    Returns the count, a sample of ids, ids left out and a confirmation_token. Show the plan to the user;
-    only if they approve, call vault_delete_objects with the same arguments and confirm=<token>."""
+    """Dry run of vault_delete_objects: resolves the ids, or the selection (every object of the state,
+    narrowed by match, match_any, like), and returns a count, sample and confirmation_token. Show the plan
+    to the user; once approved, call vault_delete_objects with the same arguments and the token."""
     adhoc = check_reason(reason, adhoc_reason)
     target = target_of(collection, state, ids, match, match_any, like)
     client = vault_client(ctx)
@@ -342,8 +332,6 @@ async def vault_preview_delete_objects(
         warnings=warnings,
         confirmation_token=issued.token,
         expires_at=issued.expires_at,
-        collection=collection,
-        state=state,
         selection=target.describe(),
         count=count,
         sample_ids=resolved.ids[:SAMPLE_SIZE],
@@ -354,8 +342,6 @@ async def vault_preview_delete_objects(
 
 
 class DeleteObjectsOutcome(OutcomeOutput):
-    collection: str
-    state: State
     planned: int = Field(description="Approved ids that still existed")
     deleted: int
     not_deleted: int = Field(description="In failed batches, untouched")
@@ -384,12 +370,7 @@ class DeleteObjectsOutcome(OutcomeOutput):
 async def vault_delete_objects(
     ctx: Context,
     collection: CollectionName,
-    confirm: Annotated[
-        str,
-        Field(
-            description="The confirmation_token from vault_preview_delete_objects, after the user approved that plan"
-        ),
-    ],
+    confirm: Annotated[str, Field(description="The preview's confirmation_token, once the user approved")],
     human: Annotated[HumanAnswer, Resolve(ask_human)],
     ids: Ids,
     match: Match,
@@ -399,9 +380,9 @@ async def vault_delete_objects(
     reason: ReasonParam = "Maintenance",
     adhoc_reason: AdhocReason = "",
 ) -> DeleteObjectsOutcome:
-    """Permanently delete the objects previewed by vault_preview_delete_objects (same collection, state,
-    ids or selection). Irreversible. Resolves the selection again, refuses if it grew, then deletes in
-    all-or-nothing bulk calls and reports exactly what was deleted, per failed batch what was not and why."""
+    """Permanently delete what vault_preview_delete_objects resolved for the same arguments; refused if
+    it grew since. Deletes in all-or-nothing batches and reports what was deleted and, per failed batch,
+    what was not and why."""
     adhoc = check_reason(reason, adhoc_reason)
     target = target_of(collection, state, ids, match, match_any, like)
     client = vault_client(ctx)
@@ -490,8 +471,6 @@ def outcome_of_deletion(
         summary=summary,
         totals={"objects": run.deleted},
         notes=notes,
-        collection=target.collection,
-        state=target.state,
         planned=len(run.ids),
         deleted=run.deleted,
         not_deleted=run.not_deleted,
@@ -506,24 +485,17 @@ def outcome_of_deletion(
 
 # --- prune archived (garbage collection) ----------------------------------------------------------
 
-GcFilterParam = Annotated[
-    GcFilter,
-    Field(
-        description="What to prune: all (objects, tokens and orphaned transaction ids), objects_only, "
-        "tokens_only or transaction_ids_only"
-    ),
-]
+GcFilterParam = Annotated[GcFilter, Field(description="all = objects, tokens and orphaned transaction ids")]
 TYPE_NOUNS = {"TOKENS": "tokens", "TRANSACTION_IDS": "transaction ids"}
 
 
-class GcRow(BaseModel):
-    collection: str
-    type: str = Field(description="DATA or PERSONS (objects), TOKENS or TRANSACTION_IDS")
-    count: int
+@dataclass(frozen=True)
+class GcRow:
+    """One "collection/TYPE" count; TYPE is DATA or PERSONS (objects), TOKENS or TRANSACTION_IDS."""
 
-    @property
-    def key(self) -> str:
-        return f"{self.collection}/{self.type}"
+    collection: str
+    type: str
+    count: int
 
     def line(self) -> str:
         return f"{quote(self.collection)}: {self.count:,} {TYPE_NOUNS.get(self.type, f'{self.type} objects')}"
@@ -558,29 +530,25 @@ def gc_summary(totals: Mapping[str, int]) -> str:
 
 
 class PruneArchivedPlan(PlanOutput):
-    filter: GcFilter
-    counts: list[GcRow]
+    """`totals` holds the counts, keyed "collection/TYPE"."""
+
     total: int
 
     def render(self) -> str:
-        return "\n".join(filter(None, [super().render(), fence(row.line() for row in self.counts)]))
+        return "\n".join(filter(None, [super().render(), fence(row.line() for row in gc_rows(self.totals))]))
 
 
 @toolset.tool("preview", "Preview pruning archived Piiano Vault data")
 async def vault_preview_prune_archived(
     ctx: Context,
     filter: GcFilterParam = "all",
-    reason: ReasonParam = "Maintenance",
-    adhoc_reason: AdhocReason = "",
 ) -> PruneArchivedPlan:
-    """Dry run of vault_prune_archived (the Vault's garbage collection): counts, per collection, the
-    objects and tokens archived longer than the retention period and the transaction ids with no tokens
-    left, and returns a confirmation_token. Show the plan to the user; only if they approve, call
-    vault_prune_archived with the same filter and confirm=<token>."""
-    adhoc = check_reason(reason, adhoc_reason)
+    """Dry run of vault_prune_archived (the Vault's garbage collection): counts per collection what is
+    archived past retention and the orphaned transaction ids, and returns a confirmation_token. Show the
+    plan to the user; once approved, call vault_prune_archived with the same filter and the token."""
     client = vault_client(ctx)
     totals = gc_totals(
-        await client.garbage_collection(reason=reason, adhoc_reason=adhoc, gc_filter=filter, dry_run=True)
+        await client.garbage_collection(reason=MAINTENANCE, adhoc_reason=None, gc_filter=filter, dry_run=True)
     )
     total = sum(totals.values())
     warnings = [
@@ -608,50 +576,40 @@ async def vault_preview_prune_archived(
         warnings=warnings,
         confirmation_token=issued.token,
         expires_at=issued.expires_at,
-        filter=filter,
-        counts=gc_rows(totals),
         total=total,
     )
 
 
 class PruneArchivedOutcome(OutcomeOutput):
-    filter: GcFilter
-    deleted: list[GcRow]
+    """`totals` holds what was deleted, keyed "collection/TYPE" as in the plan."""
+
     deleted_total: int
     calls: int
-    remaining: list[GcRow] = Field(description="Still eligible after the run")
+    remaining: dict[str, int] = Field(description="Still eligible after the run, keyed as totals")
 
     def render(self) -> str:
-        lines = [f"deleted {row.line()}" for row in self.deleted]
-        lines += [f"still eligible {row.line()}" for row in self.remaining]
+        lines = [f"deleted {row.line()}" for row in gc_rows(self.totals)]
+        lines += [f"still eligible {row.line()}" for row in gc_rows(self.remaining)]
         return "\n".join(filter(None, [self.summary, *self.notes, fence(lines)]))
 
 
 @toolset.tool("destructive", "Prune archived Piiano Vault data")
 async def vault_prune_archived(
     ctx: Context,
-    confirm: Annotated[
-        str,
-        Field(
-            description="The confirmation_token from vault_preview_prune_archived, after the user approved that plan"
-        ),
-    ],
+    confirm: Annotated[str, Field(description="The preview's confirmation_token, once the user approved")],
     human: Annotated[HumanAnswer, Resolve(ask_human)],
     filter: GcFilterParam = "all",
-    reason: ReasonParam = "Maintenance",
-    adhoc_reason: AdhocReason = "",
 ) -> PruneArchivedOutcome:
-    """Permanently delete what vault_preview_prune_archived counted: archived objects and tokens past
-    retention and orphaned transaction ids. Irreversible. Repeats the Vault's garbage collection (at most
-    10,000 items a call) until the previewed counts are gone, never deleting more than the plan per
-    collection and type; refuses if more became eligible since the preview."""
-    adhoc = check_reason(reason, adhoc_reason)
+    """Permanently delete what vault_preview_prune_archived counted, repeating the Vault's garbage
+    collection (at most 10,000 items a call) but never past the plan; refused if more became eligible."""
     client = vault_client(ctx)
     state_ = app_state(ctx)
 
     async def dry_run() -> dict[str, int]:
         return gc_totals(
-            await client.garbage_collection(reason=reason, adhoc_reason=adhoc, gc_filter=filter, dry_run=True)
+            await client.garbage_collection(
+                reason=MAINTENANCE, adhoc_reason=None, gc_filter=filter, dry_run=True
+            )
         )
 
     async def current() -> Snapshot:
@@ -689,7 +647,7 @@ async def vault_prune_archived(
             with anyio.CancelScope(shield=True):
                 try:
                     rows = await client.garbage_collection(
-                        reason=reason, adhoc_reason=adhoc, gc_filter=filter
+                        reason=MAINTENANCE, adhoc_reason=None, gc_filter=filter
                     )
                 except ApiError as error:
                     if not deleted and not ambiguous(error):
@@ -743,11 +701,9 @@ async def vault_prune_archived(
         summary=summary,
         totals=deleted,
         notes=notes,
-        filter=filter,
-        deleted=gc_rows(deleted),
         deleted_total=total,
         calls=calls,
-        remaining=gc_rows(remaining),
+        remaining={key: count for key, count in sorted(remaining.items()) if count},
     )
 
 

@@ -63,10 +63,6 @@ async def test_preview_counts_per_collection_and_type(mcp: Client, sandbox: Sand
     plan = ok(result)
     assert plan["totals"] == DEMO_GARBAGE
     assert plan["total"] == 33
-    assert plan["filter"] == "all"
-    assert {(row["collection"], row["type"], row["count"]) for row in plan["counts"]} == {
-        (key.split("/")[0], key.split("/")[1], count) for key, count in DEMO_GARBAGE.items()
-    }
     assert plan["summary"].startswith(
         "Permanently delete 33 Piiano Vault items archived past the retention period"
     )
@@ -99,9 +95,7 @@ async def test_prune_deletes_the_plan_and_never_more(mcp: Client, sandbox: Sandb
     assert outcome["calls"] == 1
     assert progress == [(33, 33)]
     # The tokens it deleted orphaned 11 transaction ids: eligible now, but not in the plan, so left alone.
-    assert {
-        f"{r['collection']}/{r['type']}": r["count"] for r in outcome["remaining"]
-    } == ORPHANED_BY_THE_FIRST_CALL
+    assert outcome["remaining"] == ORPHANED_BY_THE_FIRST_CALL
     assert backlog(sandbox) == ORPHANED_BY_THE_FIRST_CALL
     assert any("Stopped before going past the plan" in note for note in outcome["notes"])
     assert "11 items are eligible now: call vault_preview_prune_archived" in text(result)
@@ -113,7 +107,7 @@ async def test_prune_deletes_the_plan_and_never_more(mcp: Client, sandbox: Sandb
     assert again["totals"] == ORPHANED_BY_THE_FIRST_CALL
     final = ok(await mcp.call_tool(PRUNE, {"confirm": again["confirmation_token"]}))
     assert final["deleted_total"] == 11
-    assert final["remaining"] == []
+    assert final["remaining"] == {}
     assert "Nothing more is eligible" in final["summary"]
     assert backlog(sandbox) == {}
 

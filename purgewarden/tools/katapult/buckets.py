@@ -58,14 +58,7 @@ class BucketRef(BaseModel):
         return f"{self.region}/{self.name}"
 
 
-Buckets = Annotated[
-    list[BucketRef],
-    Field(
-        min_length=1,
-        max_length=MAX_BUCKETS,
-        description=f"1 to {MAX_BUCKETS} buckets",
-    ),
-]
+Buckets = Annotated[list[BucketRef], Field(min_length=1, max_length=MAX_BUCKETS)]
 
 
 class BucketFacts(BaseModel):
@@ -108,7 +101,7 @@ class GetBucketOutput(ToolOutput):
 
 @toolset.tool("read", "Get a Katapult object storage bucket")
 async def katapult_get_bucket(ctx: Context, region: Region, name: BucketName) -> GetBucketOutput:
-    """Get an object storage bucket by region and name (Katapult cannot list buckets). To revoke its
+    """Get an object storage bucket by region and name (Katapult cannot list them). To revoke its
     presigned URLs, call katapult_preview_revoke_presigned_urls."""
     bucket = BucketFacts.of(region, name, await katapult_client(ctx).get_bucket(region, name))
     count = "an unknown number of" if bucket.object_count is None else f"{bucket.object_count}"
@@ -202,9 +195,9 @@ def describe_revoke(buckets: list[BucketFacts]) -> str:
 
 @toolset.tool("preview", "Preview revoking presigned URLs of Katapult buckets")
 async def katapult_preview_revoke_presigned_urls(ctx: Context, buckets: Buckets) -> RevokePresignedUrlsPlan:
-    """Dry run of katapult_revoke_presigned_urls: reads each bucket (object count, size, public URL)
-    and returns a confirmation_token. Show the plan to the user; only if they approve, call
-    katapult_revoke_presigned_urls with the same buckets and that token."""
+    """Dry run of katapult_revoke_presigned_urls: reads each bucket and returns a confirmation_token.
+    Show the plan to the user; once approved, call katapult_revoke_presigned_urls with the same buckets
+    and the token."""
     client = katapult_client(ctx)
     keys = bucket_keys(buckets)
     facts = await read_buckets(ctx, client, keys, skip_missing=False)
@@ -242,18 +235,11 @@ async def katapult_preview_revoke_presigned_urls(ctx: Context, buckets: Buckets)
 async def katapult_revoke_presigned_urls(
     ctx: Context,
     buckets: Buckets,
-    confirm: Annotated[
-        str,
-        Field(
-            description="The confirmation_token of katapult_preview_revoke_presigned_urls, once the user "
-            "approved that plan"
-        ),
-    ],
+    confirm: Annotated[str, Field(description="The preview's confirmation_token, once the user approved")],
     human: Annotated[HumanAnswer, Resolve(ask_human)],
 ) -> RevokePresignedUrlsOutcome:
-    """Revoke every presigned URL of each bucket: links shared so far stop working, for good. Needs the
-    confirmation_token of katapult_preview_revoke_presigned_urls for the same buckets; refused if they grew
-    since. Reports each bucket's result."""
+    """Revoke every presigned URL of each bucket, for good: links shared so far stop working. Needs the
+    token of katapult_preview_revoke_presigned_urls for the same buckets; reports each bucket's result."""
     client = katapult_client(ctx)
     state = app_state(ctx)
     keys = bucket_keys(buckets)

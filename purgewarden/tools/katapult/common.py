@@ -21,7 +21,7 @@ SAMPLE_SIZE = 20
 
 OrganizationRef = Annotated[
     str,
-    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Organization id (org_…) or sub-domain"),
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Id (org_...) or sub-domain"),
 ]
 
 

@@ -109,8 +109,8 @@ class GetTaskOutput(ToolOutput):
 
 @toolset.tool("read", "List Katapult organizations")
 async def katapult_list_organizations(ctx: Context) -> ListOrganizationsOutput:
-    """List the Katapult organizations this API token can see, with id, sub-domain and state.
-    Pass one as organization to the trash tools."""
+    """List the Katapult organizations this token can see; pass one's id or sub-domain as organization
+    to the trash tools."""
     organizations = await katapult_client(ctx).list_organizations()
     return ListOrganizationsOutput(
         summary=f"{len(organizations)} Katapult organizations are visible to this API token.",
@@ -125,8 +125,8 @@ async def katapult_list_trash_objects(
     page: Annotated[int, Field(ge=1)] = 1,
     per_page: Annotated[int, Field(ge=1, le=200)] = 50,
 ) -> ListTrashObjectsOutput:
-    """List one page of an organization's trash: deleted resources Katapult keeps, restorable, until
-    keep_until. To purge them all, call katapult_preview_purge_all_trash_objects."""
+    """List a page of an organization's trash: deleted resources, restorable until keep_until. To purge
+    it all, call katapult_preview_purge_all_trash_objects."""
     found = await katapult_client(ctx).list_trash_objects(
         organization_lookup(organization), page=page, per_page=per_page
     )
@@ -152,10 +152,10 @@ async def katapult_get_task(
     ctx: Context,
     task_id: Annotated[
         str,
-        Field(pattern=r"^[A-Za-z0-9_-]{1,128}$", description="task_…"),
+        Field(pattern=r"^[A-Za-z0-9_-]{1,128}$"),
     ],
 ) -> GetTaskOutput:
-    """Get a Katapult task's status and progress, e.g. the purge katapult_purge_all_trash_objects queued."""
+    """Get a task's status and progress, e.g. the purge katapult_purge_all_trash_objects queued."""
     task = await katapult_client(ctx).get_task(task_id)
     return GetTaskOutput(summary=task_summary(task), task=TaskState.of(task), name=task.name)
 
@@ -226,8 +226,8 @@ async def katapult_preview_purge_all_trash_objects(
     ctx: Context, organization: OrganizationRef
 ) -> PurgeAllTrashObjectsPlan:
     """Dry run of katapult_purge_all_trash_objects: counts the organization's trash by type, with a
-    sample and warnings, and returns a confirmation_token. Show the plan to the user; only if they approve,
-    call katapult_purge_all_trash_objects with the same organization and that token."""
+    sample and warnings, and returns a confirmation_token. Show the plan to the user; once approved, call
+    katapult_purge_all_trash_objects with the same organization and the token."""
     client = katapult_client(ctx)
     objects = await whole_trash(ctx, client, organization)
     snapshot = trash_snapshot(objects)
@@ -269,22 +269,16 @@ async def katapult_preview_purge_all_trash_objects(
 async def katapult_purge_all_trash_objects(
     ctx: Context,
     organization: OrganizationRef,
-    confirm: Annotated[
-        str,
-        Field(
-            description="The confirmation_token of katapult_preview_purge_all_trash_objects, once the user "
-            "approved that plan"
-        ),
-    ],
+    confirm: Annotated[str, Field(description="The preview's confirmation_token, once the user approved")],
     human: Annotated[HumanAnswer, Resolve(ask_human)],
     wait: Annotated[
         bool,
         Field(description="Follow the task to the end and verify (false: return once queued)"),
     ] = True,
 ) -> PurgeAllTrashObjectsOutcome:
-    """Permanently purge every object in the organization's trash (no restore afterwards). Needs the
-    confirmation_token of katapult_preview_purge_all_trash_objects for the same organization; refused if the
-    trash grew since. Follows Katapult's purge task with progress, then verifies by listing the trash."""
+    """Permanently purge the organization's whole trash (no restore). Needs the token of
+    katapult_preview_purge_all_trash_objects; refused if the trash grew since. Follows the purge task,
+    then verifies by listing the trash."""
     client = katapult_client(ctx)
     state = app_state(ctx)
     lookup = organization_lookup(organization)
