@@ -11,6 +11,7 @@ from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.tools import Tool
+from pydantic import SecretStr
 
 from purgewarden import __version__
 from purgewarden.clients.base import RetryPolicy
@@ -163,36 +164,34 @@ def _inline_defs(schema: dict[str, Any]) -> None:
 
 
 def _open_clients(state: AppState, stack: AsyncExitStack) -> None:
+    """One pooled client per configured service, closed when the server stops."""
     settings = state.settings
-    retry = RetryPolicy(attempts=settings.retry_attempts, base_delay=settings.retry_base_delay)
+    options: dict[str, Any] = {
+        "timeout": settings.http_timeout,
+        "retry": RetryPolicy(attempts=settings.retry_attempts, base_delay=settings.retry_base_delay),
+    }
     services = configured_services(settings)
-    if "katapult" in services and settings.katapult_api_token:
+    if "katapult" in services:
         from purgewarden.clients.katapult import KatapultClient
 
         state.katapult = KatapultClient(
-            settings.katapult_api_url,
-            settings.katapult_api_token.get_secret_value(),
-            timeout=settings.http_timeout,
-            retry=retry,
+            settings.katapult_api_url, _reveal(settings.katapult_api_token), **options
         )
-        stack.push_async_callback(state.katapult.aclose)
-    if "vault" in services and settings.pvault_api_key:
+    if "vault" in services:
         from purgewarden.clients.vault import VaultClient
 
-        state.vault = VaultClient(
-            settings.pvault_url,
-            settings.pvault_api_key.get_secret_value(),
-            timeout=settings.http_timeout,
-            retry=retry,
-        )
-        stack.push_async_callback(state.vault.aclose)
-    if "cocoon" in services and settings.cocoon_access_token and settings.cocoon_access_service_url:
+        state.vault = VaultClient(settings.pvault_url, _reveal(settings.pvault_api_key), **options)
+    if "cocoon" in services:
         from purgewarden.clients.cocoon import CocoonClient
 
-        state.cocoon = CocoonClient(
-            settings.cocoon_access_service_url,
-            settings.cocoon_access_token.get_secret_value(),
-            timeout=settings.http_timeout,
-            retry=retry,
-        )
-        stack.push_async_callback(state.cocoon.aclose)
+        url = settings.cocoon_access_service_url or ""
+        state.cocoon = CocoonClient(url, _reveal(settings.cocoon_access_token), **options)
+    for client in (state.katapult, state.vault, state.cocoon):
+        if client is not None:
+            stack.push_async_callback(client.aclose)
+
+
+def _reveal(secret: SecretStr | None) -> str:
+    """The credential of a configured service (configured_services guarantees it is set)."""
+    assert secret is not None
+    return secret.get_secret_value()
