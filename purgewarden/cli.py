@@ -208,5 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # A host that launches the package bare (as Claude Desktop may for a bundle) gets the stdio server.
+    args = build_parser().parse_args(arguments or ["serve"])
     return COMMANDS[args.command].run(args)

@@ -1,0 +1,29 @@
+"""Context cost: every tool's definition lands in the model's context, so `tools/list` has a budget.
+
+24 KB of JSON is about 6,000 tokens for all 18 tools together (descriptions, input and output schemas).
+"""
+
+from __future__ import annotations
+
+from mcp import Client
+
+from tests.clients.support import FIGURES
+
+BUDGET = 24 * 1024
+
+
+async def test_tools_list_stays_within_its_context_budget(mcp: Client) -> None:
+    listed = await mcp.list_tools()
+    size = len(listed.model_dump_json(by_alias=True, exclude_none=True).encode())
+    FIGURES.append(f"tools/list: {size:,} bytes of JSON for {len(listed.tools)} tools (budget {BUDGET:,})")
+    largest = sorted(
+        (
+            (len(tool.model_dump_json(by_alias=True, exclude_none=True).encode()), tool.name)
+            for tool in listed.tools
+        ),
+        reverse=True,
+    )
+    assert len(listed.tools) == 18
+    assert size < BUDGET, f"tools/list is {size:,} bytes, over {BUDGET:,}; largest tools: " + ", ".join(
+        f"{name} {n:,}" for n, name in largest[:5]
+    )
