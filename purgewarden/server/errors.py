@@ -182,6 +182,23 @@ BY_STATUS: Mapping[int, Entry] = {
 
 CATALOGUE: Mapping[str, Mapping[str, Entry]] = {"katapult": KATAPULT, "vault": VAULT, "cocoon": {}}
 
+# Cocoon Data publishes no error codes, so its statuses get the service-specific words here.
+COCOON_BY_STATUS: Mapping[int, Entry] = {
+    401: Entry(
+        "the access token was rejected (expired, revoked or wrong)",
+        "Ask the user for a fresh COCOON_ACCESS_TOKEN, then restart the server.",
+    ),
+    403: Entry(
+        "this user is not an Originator in that organisation",
+        "Check the organisation id with the user; only an Originator of it has a recycle bin there.",
+    ),
+    404: Entry(
+        "the organisation or item was not found",
+        "Check the organisation id (organisation_id or COCOON_ORGANISATION_ID) with the user.",
+    ),
+}
+SERVICE_BY_STATUS: Mapping[str, Mapping[int, Entry]] = {"cocoon": COCOON_BY_STATUS}
+
 
 def entry_for(error: ApiError) -> Entry:
     if error.kind == "timeout":
@@ -203,6 +220,9 @@ def entry_for(error: ApiError) -> Entry:
     if known is not None:
         return known
     status = error.status or 500
+    by_service = SERVICE_BY_STATUS.get(error.service, {}).get(status)
+    if by_service is not None:
+        return by_service
     return BY_STATUS.get(status) or BY_STATUS[500 if status >= 500 else 400]
 
 

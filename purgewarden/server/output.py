@@ -72,3 +72,8 @@ def human_bytes(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 item`, `3 items`: counts in summaries are read by people too."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

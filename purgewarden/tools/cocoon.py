@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from purgewarden.clients.cocoon import CocoonClient, RecycleBinItem
 from purgewarden.clients.errors import ApiError
 from purgewarden.server.confirm import HumanAnswer, Snapshot, ask_human
-from purgewarden.server.output import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, quote
+from purgewarden.server.output import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, plural, quote
 from purgewarden.server.registry import Toolset, app_state
 
 toolset = Toolset("cocoon")
@@ -200,10 +200,10 @@ async def cocoon_preview_empty_recycle_bin(
     warnings = []
     shared = sum(1 for i in items if i.shared)
     if shared:
-        warnings.append(f"{shared} items were shared with other people before being recycled.")
+        warnings.append(f"{plural(shared, 'item')} shared with other people before being recycled.")
     soon = sum(1 for i in items if i.days_to_purge is not None and i.days_to_purge <= PURGE_SOON_DAYS)
     if soon:
-        warnings.append(f"{soon} items would be purged automatically within {PURGE_SOON_DAYS} day anyway.")
+        warnings.append(f"{plural(soon, 'item')} would be purged automatically within a day anyway.")
     if not items:
         warnings.append("The recycle bin is empty: there is nothing to delete.")
     summary = describe(org, items)

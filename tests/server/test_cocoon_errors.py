@@ -61,8 +61,9 @@ async def test_a_rejected_access_token_is_explained(
     async with connect(cocoon_access_token=SecretStr(bad)) as client:
         message = error(await client.call_tool(tool, {}))
     assert message == (
-        f"Error executing tool {tool}: Cocoon Data refused: the credential was rejected (HTTP 401). "
-        'The API said: "Invalid access token". Ask the user to check the credential, then restart the server.'
+        f"Error executing tool {tool}: Cocoon Data refused: the access token was rejected (expired, revoked or "
+        'wrong) (HTTP 401). The API said: "Invalid access token". Ask the user for a fresh COCOON_ACCESS_TOKEN, '
+        "then restart the server."
     )
     assert bad not in caplog.text
 
@@ -72,9 +73,9 @@ async def test_a_user_who_is_not_an_originator_is_told_why(connect: Connect, too
     collaborator = SecretStr(cocoon.COLLABORATOR_ACCESS_TOKEN)
     async with connect(cocoon_access_token=collaborator) as client:
         message = error(await client.call_tool(tool, {}))
-    assert "Cocoon Data refused: access was denied for this credential (HTTP 403)." in message
+    assert "Cocoon Data refused: this user is not an Originator in that organisation (HTTP 403)." in message
     assert "needs the Originator role" in message
-    assert "Ask the user for a credential with the needed rights." in message
+    assert "only an Originator of it has a recycle bin there." in message
 
 
 async def test_an_organisation_of_which_the_user_is_not_a_member_is_forbidden(mcp: Client) -> None:
@@ -86,9 +87,9 @@ async def test_an_organisation_of_which_the_user_is_not_a_member_is_forbidden(mc
 @pytest.mark.parametrize("tool", [LIST, PREVIEW])
 async def test_an_unknown_organisation_is_not_found(mcp: Client, tool: str) -> None:
     message = error(await mcp.call_tool(tool, {"organisation_id": "123456789"}))
-    assert "Cocoon Data refused: the target was not found (HTTP 404)." in message
+    assert "Cocoon Data refused: the organisation or item was not found (HTTP 404)." in message
     assert "Organisation 123456789 not found" in message
-    assert "List again" in message
+    assert "Check the organisation id" in message
 
 
 # --- injected faults on reads --------------------------------------------------------------------
@@ -225,7 +226,7 @@ async def test_a_refused_empty_call_is_reported_not_reconciled(mcp: Client, sand
     before = world(sandbox)
     sandbox.inject("cocoon", Fault(method="DELETE", status=403))
     message = error(await mcp.call_tool(EMPTY, {"confirm": token}))
-    assert "Cocoon Data refused: access was denied for this credential (HTTP 403)." in message
+    assert "Cocoon Data refused: this user is not an Originator in that organisation (HTTP 403)." in message
     assert world(sandbox) == before
 
 

@@ -228,8 +228,8 @@ async def test_preview_counts_what_would_go_and_warns(mcp: Client, sandbox: Sand
     assert preview["totals"]["items"] == 7
     assert preview["organisation_id"] == ORG
     warnings = " ".join(preview["warnings"])
-    assert "3 items were shared" in warnings
-    assert "1 items would be purged automatically" in warnings
+    assert "3 items shared" in warnings
+    assert "1 item would be purged automatically" in warnings
     assert preview["confirmation_token"].startswith("pwc1.")
     assert preview["expires_at"]
     sizes = [item["size_bytes"] for item in preview["sample"]]
@@ -239,7 +239,7 @@ async def test_preview_counts_what_would_go_and_warns(mcp: Client, sandbox: Sand
     assert ORG in preview["summary"]
     body = text(result)
     assert preview["confirmation_token"] in body
-    assert "Warning: 3 items were shared" in body
+    assert "Warning: 3 items shared" in body
     assert world(sandbox) == before
 
 
