@@ -44,6 +44,8 @@ async def _run(url: str, headers: dict[str, str], seconds: float, connections: i
     return sum(counts) / (time.perf_counter() - started)
 
 
-def requests_per_second(url: str, headers: dict[str, str], seconds: float = 3.0, connections: int = 8) -> float:
+def requests_per_second(
+    url: str, headers: dict[str, str], seconds: float = 3.0, connections: int = 8
+) -> float:
     """Sustained GET rate against `url` over keep-alive connections (run in a process apart from the server)."""
     return asyncio.run(_run(url, headers, seconds, connections))

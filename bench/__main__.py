@@ -1,0 +1,128 @@
+"""`python -m bench`: run the suite and write BENCHMARKS.md; `--smoke` for the short run CI makes.
+
+The smoke run uses small datasets and one repetition, writes its report to a temporary directory
+(unless told otherwise) and fails only when the suite breaks — an error, a tool failure, a figure that
+is not a sane number — never on a timing ratio, which on a shared 2-core machine is noise at that size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from bench import bulk, calls, findings, profile, report
+from bench.emulators import Emulators
+from bench.harness import ROOT, Figure, Scale, Sizes, server_environment, workdir
+from purgewarden.server.config import Settings
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def announce(figures: list[Figure]) -> None:
+    for figure in figures:
+        figure.check()
+        met = "" if figure.met is None else (" (met)" if figure.met else " (NOT met)")
+        log(f"  {figure.key} {figure.name}: {figure.shown()}{met}")
+
+
+def run_suite(scale: Scale) -> report.Run:
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    default = int(Settings.model_fields["vault_delete_concurrency"].default)
+    if scale.concurrency_levels[0] != 1 or default not in scale.concurrency_levels:
+        raise ValueError("the concurrency levels must start at 1 and include the default")
+    sizes = Sizes()
+    figures: list[Figure] = []
+    sweeps: list[bulk.Sweep] = []
+    with workdir() as tmp, Emulators() as emulators:
+        environment = server_environment(emulators.environment, tmp)
+        log("emulator throughput")
+        measured = calls.emulator_throughput(emulators, scale)
+        announce(measured)
+        figures += measured
+        log("P1 call overhead")
+        measured = [anyio.run(calls.call_overhead, environment, scale, sizes)]
+        announce(measured)
+        figures += measured
+        log("P4 cold start")
+        measured = [anyio.run(calls.cold_start, environment, scale)]
+        announce(measured)
+        figures += measured
+        log("P6 simultaneous calls")
+        emulators.reset("katapult")
+        measured = [anyio.run(calls.simultaneous_calls, environment, scale, sizes)]
+        announce(measured)
+        figures += measured
+        preview_runs = {}
+        for condition in bulk.CONDITIONS:
+            log(f"P3 previews ({condition})")
+            preview_runs[condition] = anyio.run(
+                bulk.previews, emulators, environment, scale, sizes, condition
+            )
+            log(f"P2 bulk delete ({condition}), concurrency {scale.concurrency_levels}")
+            sweep = anyio.run(bulk.bulk_delete, emulators, environment, scale, sizes, condition)
+            sweeps.append(sweep)
+            measured = [
+                *findings.delete_figures(sweep, default, scale),
+                findings.end_to_end_figure(sweep, default, scale),
+                *findings.preview_figures(preview_runs[condition], sweep, default, scale),
+            ]
+            announce(measured)
+            figures += measured
+        log("profiles")
+        profiles = anyio.run(profile.profiles, emulators, environment, scale, tmp)
+    measured = [findings.memory_figure(sweeps, default), *findings.size_figures(sizes)]
+    announce(measured)
+    figures += measured
+    order = ["E", "P1", "P2", "P3", "P4", "P5", "P6"]
+    figures.sort(key=lambda f: order.index(f.key))
+    return report.Run(
+        scale=scale,
+        figures=figures,
+        sweeps=sweeps,
+        sizes=sizes,
+        default_concurrency=default,
+        profiles=profiles,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        seconds=time.monotonic() - started,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="small, quick run that checks the suite works")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the report (default: BENCHMARKS.md in the repository; a temporary "
+        "directory with --smoke)",
+    )
+    args = parser.parse_args()
+    scale = Scale.smoke_test() if args.smoke else Scale.full()
+    with tempfile.TemporaryDirectory(prefix="purgewarden-bench-report-") as scratch:
+        output: Path = args.output or (Path(scratch) if args.smoke else ROOT) / "BENCHMARKS.md"
+        run = run_suite(scale)
+        in_repository = output.resolve() == ROOT / "BENCHMARKS.md"
+        plot_path = (
+            ROOT / "bench" / "p2-concurrency.png" if in_repository else output.with_name("p2-concurrency.png")
+        )
+        drawn = report.write(run, output, plot_path)
+        log(
+            f"wrote {output}" + (f" and {drawn}" if drawn else " (no plot: matplotlib is in the bench group)")
+        )
+        if args.smoke:
+            print(output.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
