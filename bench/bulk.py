@@ -161,7 +161,7 @@ async def bulk_delete(
     hand-written runs interleaved, each on a freshly built set of n objects."""
     n = scale.vault_objects
     sweep = Sweep(condition, n)
-    emulators.latency("vault", scale.vault_latency if condition == "network" else 0.0)
+    emulators.latency("vault", scale.latency if condition == "network" else 0.0)
     try:
         for concurrency in scale.concurrency_levels:
             env = {**environment, "PURGEWARDEN_VAULT_DELETE_CONCURRENCY": str(concurrency)}
@@ -228,7 +228,7 @@ async def previews(
     """P3 for Katapult (tool vs sequential walk) and Cocoon (tool vs the one request it needs), plus the
     default listings of P5 on these big datasets."""
     result = Previews(condition)
-    latency = scale.vault_latency if condition == "network" else 0.0
+    latency = scale.latency if condition == "network" else 0.0
     n_trash, n_items = scale.katapult_trash, scale.cocoon_items
     katapult = httpx2.AsyncClient(
         base_url=environment["KATAPULT_API_URL"] + "/core/v1",

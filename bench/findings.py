@@ -11,7 +11,7 @@ CONDITION_NAMES = {"loopback": "loopback", "network": "+{ms} ms per request"}
 
 
 def condition_name(condition: str, scale: Scale) -> str:
-    return CONDITION_NAMES[condition].format(ms=round(scale.vault_latency * 1000))
+    return CONDITION_NAMES[condition].format(ms=round(scale.latency * 1000))
 
 
 def delete_figures(sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
@@ -71,14 +71,15 @@ def delete_figures(sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
             + (
                 f"On loopback a serial batch round trip is ≈ {1000 * MAX_PAGE_SIZE / serial:.0f} ms of pure CPU "
                 "(JSON both ways, the emulator's all-or-nothing check, in one Python process), and 2 cores are "
-                "shared by emulator, server and client, so concurrency has no waiting to hide. "
+                "shared by emulator, server and client, so concurrency can only overlap their CPU, not hide waiting. "
                 if sweep.condition == "loopback"
                 else f"With {where}, a batch is still ≈ {1000 * MAX_PAGE_SIZE / hand_rates[1]:.0f} ms serially, "
                 "much of it the emulator's CPU, which concurrency cannot overlap on 2 cores. "
             )
-            + "10× needs batches that are ≥ 90% waiting (network and the Vault's own database) and ≥ 10 of "
-            f"them in flight: vault_delete_concurrency ≥ 12 against a real Vault, if its 429s allow, plus "
-            f"the re-check above removed (the call spends ≈ {recheck:.2f} s re-reading before deleting)."
+            + f"(Its best was {best_c} batches in flight.) 10× needs batches that are ≥ 90% waiting (network "
+            "and the Vault's own database) with ≥ 10 of them in flight — vault_delete_concurrency ≥ 10 "
+            "against a Vault whose 429s allow it — and the re-check above removed (the call spends ≈ "
+            f"{recheck:.2f} s re-reading before deleting)."
         )
     return [versus_best, versus_serial]
 
@@ -120,32 +121,42 @@ def preview_figures(previews: Previews, sweep: Sweep, default: int, scale: Scale
         speedup >= 3 and under_limit,
         f"`katapult_preview_purge_all_trash_objects` {tool:.2f} s ({default_pages} pages in flight; "
         f"{wide:.2f} s with {WIDE_PAGE_CONCURRENCY}); sequential httpx2 walk {hand:.2f} s; "
-        f"rate-limit budget left after tool + walk: {min(previews.katapult_remaining)} of "
+        f"rate-limit budget left after both previews and the walk: {min(previews.katapult_remaining)} of "
         f"{previews.katapult_permitted}/min ({'never exceeded' if under_limit else 'EXCEEDED'})",
     )
     if not katapult.met:
         per_page = 1000 * hand / pages
         closes = hand / wide >= 3
+        wider_helps = tool / wide >= 1.15
+        per_object = (
+            "The tool's own per-object work is what to cut (profile below): pydantic validation of every "
+            "page, `Snapshot.digest` computed twice per preview (a property that sorts and hashes every id "
+            "on each access: cache it, purgewarden/server/confirm.py), and `describe_purge` matching a regex "
+            "per object (count the types first, then check each type once, tools/katapult/trash.py). "
+        )
         katapult.miss = (
             f"A page costs ≈ {per_page:.0f} ms in the sequential walk"
             + (
                 ", nearly all of it CPU (the emulator rendering 200 objects, the client parsing them) with no "
                 f"network to wait on. With 2 cores shared by emulator, server and client, {default_pages} pages "
                 "in flight only overlap the server's parsing with the emulator's rendering, and the tool adds "
-                f"its own work per object ({tool - hand:+.2f} s here: pydantic validation of every trash "
-                "object, the digest over every id for the token, counting types; see the profile below). "
+                f"its own work per object ({tool - hand:+.2f} s against the walk here). "
                 if previews.condition == "loopback"
-                else ", and the emulator's CPU share of it cannot overlap on 2 cores. "
+                else ", of which the round trip overlaps but the emulator's and the tool's CPU do not, on 2 "
+                "shared cores. "
             )
             + f"With {WIDE_PAGE_CONCURRENCY} pages in flight (PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY="
             f"{WIDE_PAGE_CONCURRENCY}) the same preview measured {hand / wide:.2f}× ({wide:.2f} s)"
             + (
                 f", which meets the target: raising the default (purgewarden/server/config.py, now "
-                f"{default_pages}) to {WIDE_PAGE_CONCURRENCY} closes it where pages are mostly round trip, "
-                "as against the real API. "
+                f"{default_pages}) to {WIDE_PAGE_CONCURRENCY} closes it where pages are mostly round trip. "
                 if closes
-                else ". Where pages are mostly round trip, as against the real API, more pages in flight "
-                "close it; so would less work per object in the tool. "
+                else (
+                    ": more pages in flight help, so a higher default closes part of it; "
+                    if wider_helps
+                    else ": no better, so what is left is CPU, not waiting. "
+                )
+                + per_object
             )
             + f"The client already paces itself near the 1,000/min budget ({pages} pages are "
             f"{pages / 10:.0f}% of a minute's)."

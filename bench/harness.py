@@ -44,8 +44,8 @@ class Scale:
     concurrency_levels: tuple[int, ...]
     simultaneous_calls: int
     rps_seconds: float
-    vault_latency: float
-    """Seconds added to every Vault (or Katapult) request in the 'network' condition."""
+    latency: float
+    """Seconds added to every request to an emulator in the 'network' condition."""
 
     @classmethod
     def full(cls) -> Scale:
@@ -60,7 +60,7 @@ class Scale:
             concurrency_levels=(1, 2, 4, 8, 16),
             simultaneous_calls=50,
             rps_seconds=3.0,
-            vault_latency=0.025,
+            latency=0.025,
         )
 
     @classmethod
@@ -76,7 +76,7 @@ class Scale:
             concurrency_levels=(1, 4),
             simultaneous_calls=50,
             rps_seconds=0.5,
-            vault_latency=0.025,
+            latency=0.025,
         )
 
 
@@ -93,8 +93,12 @@ class Figure:
     detail: str
     miss: str = ""
     """For an unmet target: why, and what would close it."""
+    display: str = ""
+    """How the table shows the figure, when the value alone does not say enough."""
 
     def shown(self) -> str:
+        if self.display:
+            return self.display
         if self.unit == "×":
             return f"{self.value:.2f}×"
         if self.unit in ("/s", "objects/s"):

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.bulk import Sweep
+from bench.bulk import WIDE_PAGE_CONCURRENCY, Sweep
 from bench.findings import condition_name
 from bench.harness import ROOT, Figure, Scale, Sizes
 from bench.profile import Profile
@@ -102,6 +102,17 @@ def plot(sweeps: list[Sweep], scale: Scale, path: Path) -> bool:
     return True
 
 
+def _summary(run: Run) -> str:
+    targeted = [f for f in run.figures if f.met is not None]
+    missed = [f for f in targeted if not f.met]
+    keys = ", ".join(dict.fromkeys(f.key for f in missed))
+    return f"**{len(targeted) - len(missed)} of {len(targeted)} targets met**" + (
+        f"; not met: {keys} (measured figure, reason and what would close each: see *Targets not met*)."
+        if missed
+        else "."
+    )
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -115,6 +126,8 @@ def markdown(run: Run, plot_path: Path | None, report_path: Path) -> str:
         "`uv run --group bench python -m bench` (about 10 minutes; the `bench` group only adds matplotlib "
         "for the plot); `uv run python -m bench --smoke` is the short version CI runs, which checks that "
         "every figure is produced and sane, not that targets are met.",
+        "",
+        _summary(run),
         "",
         "## Machine",
         "",
@@ -135,7 +148,7 @@ def markdown(run: Run, plot_path: Path | None, report_path: Path) -> str:
         "MCP SDK's client), and baselines and clients in the suite's process, so no figure shares a GIL "
         "with the emulators. All traffic is on loopback.",
         "- **Two conditions for the big operations.** *loopback*: the sandbox as it is, no network between "
-        f"the processes. *+{round(scale.vault_latency * 1000)} ms per request*: the sandbox's fault "
+        f"the processes. *+{round(scale.latency * 1000)} ms per request*: the sandbox's fault "
         "injection delays every request to the emulator, the round trip (and the service's own time) a real "
         "deployment always has and concurrency exists to hide. Loopback has nothing to hide, and on 2 "
         "cores the emulator, the server and the client compete for the same CPUs.",
@@ -153,7 +166,8 @@ def markdown(run: Run, plot_path: Path | None, report_path: Path) -> str:
         f"(`PURGEWARDEN_VAULT_DELETE_CONCURRENCY`); tool and hand-written runs alternate, {scale.reps} each.",
         f"- **P3** `katapult_preview_purge_all_trash_objects` over {scale.katapult_trash:,} trash objects vs "
         "an httpx2 walk of the pages (200 per page) one after another; a fresh rate-limit window per "
-        "repetition (1,000 requests/min, the documented default) and `X-Ratelimit-Remaining` read after tool "
+        "repetition (1,000 requests/min, the documented default) and `X-Ratelimit-Remaining` read after the "
+        f"repetition's two previews (default page concurrency, and {WIDE_PAGE_CONCURRENCY} on a second server) "
         f"and walk. Cocoon's preview ({scale.cocoon_items:,} items) and Vault's ({scale.vault_objects:,} ids, "
         "from P2) are timed against the requests they need.",
         "- **P4** spawn → initialize → `tools/list` with the SDK's stdio client, purgewarden vs the bare "
