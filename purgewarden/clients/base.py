@@ -56,20 +56,29 @@ class ServiceClient:
         self.retry = retry or RetryPolicy()
         # Binds confirmation tokens and audit lines to the credential without revealing it.
         self.fingerprint = hashlib.sha256(f"{self.service}\0{credential}".encode()).hexdigest()[:16]
-        self._http = httpx2.AsyncClient(
-            base_url=base_url.rstrip("/") + self.api_prefix,
-            headers={
+        self._options: dict[str, Any] = {
+            "base_url": base_url.rstrip("/") + self.api_prefix,
+            "headers": {
                 "User-Agent": self.user_agent,
                 "Accept": "application/json",
                 "Authorization": f"Bearer {credential}",
             },
-            timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
-        )
+            "timeout": httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
+            "limits": httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            "transport": transport,
+        }
+        self._client: httpx2.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx2.AsyncClient:
+        """Opened on first use: building its TLS context costs tens of ms a client, kept out of start-up."""
+        if self._client is None:
+            self._client = httpx2.AsyncClient(**self._options)
+        return self._client
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def _call(
         self,

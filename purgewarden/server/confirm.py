@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -47,7 +48,7 @@ class Snapshot:
     totals: Mapping[str, int]
     members: frozenset[str] = frozenset()
 
-    @property
+    @cached_property
     def digest(self) -> str:
         h = hashlib.sha256(json.dumps(dict(sorted(self.totals.items()))).encode())
         for member in sorted(self.members):

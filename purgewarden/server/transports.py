@@ -12,7 +12,6 @@ import logging
 import sys
 from typing import Literal
 
-import uvicorn
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -102,6 +101,8 @@ async def serve(
     if transport == "stdio":
         await server.run_stdio_async()
         return
+    import uvicorn  # only HTTP needs it: stdio start-up stays lean
+
     app = http_app(server, settings, transport, host, port)  # type: ignore[arg-type]
     logging.getLogger("purgewarden").warning(
         "serving MCP over %s at http://%s:%d%s",

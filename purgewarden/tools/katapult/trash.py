@@ -197,7 +197,9 @@ def trash_snapshot(objects: Iterable[TrashObject]) -> Snapshot:
 
 
 def describe_purge(organization: str, objects: list[TrashObject]) -> str:
-    kinds = Counter(t.object_type if PLAIN_TYPE.fullmatch(t.object_type) else "other" for t in objects)
+    kinds: Counter[str] = Counter()
+    for kind, n in Counter(t.object_type for t in objects).items():  # a regex per type, not per object
+        kinds[kind if PLAIN_TYPE.fullmatch(kind) else "other"] += n
     detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
     return (
         f"Permanently purge all {len(objects)} objects ({detail or 'none'}) from the trash of Katapult "
