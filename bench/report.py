@@ -254,8 +254,7 @@ def _default_rationale(run: Run) -> str:
         f"{top // default}× less simultaneous load than {top} on a Vault that answers 429 and PV3218 "
         "(concurrent conflicting updates) under pressure; each batch stays all-or-nothing and is accounted "
         f"for on its own at any setting. {verdict}; `PURGEWARDEN_VAULT_DELETE_CONCURRENCY` (1–32) raises it "
-        "for a Vault known to take more. The tool's own curve flattens early because its re-check (a "
-        "sequential re-listing of every id) takes most of the call; see the P2 misses above."
+        "for a Vault known to take more."
     )
 
 

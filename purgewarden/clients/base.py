@@ -64,7 +64,9 @@ class ServiceClient:
                 "Authorization": f"Bearer {credential}",
             },
             "timeout": httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
-            "limits": httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            "limits": httpx2.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
             "transport": transport,
         }
         self._client: httpx2.AsyncClient | None = None

@@ -45,7 +45,7 @@ class Settings(BaseModel):
     http_timeout: float = Field(30.0, gt=0)
     retry_attempts: int = Field(5, ge=1)
     retry_base_delay: float = Field(0.5, ge=0)
-    vault_delete_concurrency: int = Field(4, ge=1, le=32)
+    vault_delete_concurrency: int = Field(8, ge=1, le=32)
     katapult_page_concurrency: int = Field(8, ge=1, le=16)
     katapult_task_poll_interval: float = Field(1.0, gt=0)
 

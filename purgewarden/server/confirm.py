@@ -18,8 +18,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
@@ -49,9 +49,14 @@ class Snapshot:
     members: frozenset[str] = frozenset()
 
     @cached_property
+    def ordered(self) -> tuple[str, ...]:
+        """The members sorted: what the digest hashes, and an order to act on them in."""
+        return tuple(sorted(self.members))
+
+    @cached_property
     def digest(self) -> str:
         h = hashlib.sha256(json.dumps(dict(sorted(self.totals.items()))).encode())
-        for member in sorted(self.members):
+        for member in self.ordered:
             h.update(b"\0" + member.encode())
         return h.hexdigest()[:32]
 
@@ -65,9 +70,16 @@ def compare(
     planned_members: frozenset[str] | None,
     current: Snapshot,
 ) -> Verdict:
-    """How the state moved since the preview. Anything that cannot be shown to be smaller counts as grown."""
-    if current.digest == planned_digest:
-        return "same"
+    """How the state moved since the preview. Anything that cannot be shown to be smaller counts as grown.
+
+    `current.members` may be the planned ids themselves with smaller totals: a re-check that counted the
+    state but did not list it again (what is acted on is then still at most the planned ids).
+    """
+    if planned_members is None:
+        if current.digest == planned_digest:
+            return "same"
+    elif dict(current.totals) == dict(planned_totals) and current.members == planned_members:
+        return "same"  # what the planned digest covers, compared without hashing every id
     if any(current.totals.get(k, 0) > planned_totals.get(k, 0) for k in current.totals):
         return "grown"
     if current.members and (planned_members is None or not current.members <= planned_members):
@@ -106,7 +118,8 @@ class Confirmations:
         self.ttl = ttl
         self._clock = clock
         self._used: dict[str, float] = {}
-        self._members: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._plans: OrderedDict[str, Snapshot] = OrderedDict()
+        """Previewed snapshots with members, by nonce (the token carries only their digest)."""
         self._lock = threading.Lock()
 
     def issue(
@@ -125,9 +138,9 @@ class Confirmations:
         )
         if snapshot.members:
             with self._lock:
-                self._members[claims.nonce] = snapshot.members
-                while len(self._members) > MAX_REMEMBERED_PLANS:
-                    self._members.popitem(last=False)
+                self._plans[claims.nonce] = snapshot
+                while len(self._plans) > MAX_REMEMBERED_PLANS:
+                    self._plans.popitem(last=False)
         payload = _b64(claims.model_dump_json().encode())
         token = f"{TOKEN_PREFIX}.{payload}.{self._sign(payload)}"
         return Issued(
@@ -148,8 +161,9 @@ class Confirmations:
 
     def redeem(
         self, token: str, *, tool: str, preview_tool: str, arguments: Mapping[str, Any], credential: str
-    ) -> tuple[Claims, frozenset[str] | None]:
-        """Check every binding and burn the token. Raises `Refusal` saying what is wrong and what to do."""
+    ) -> tuple[Claims, Snapshot | None]:
+        """Check every binding and burn the token; returns its claims and, if this server still holds it,
+        the previewed snapshot with its members. Raises `Refusal` saying what is wrong and what to do."""
         again = (
             f"Call {preview_tool} with the arguments you intend to use, show the plan to the user, "
             f"then call {tool} with confirm set to the new confirmation_token."
@@ -195,8 +209,8 @@ class Confirmations:
                     f"Refused: this confirmation token was already used; each token works once. {again}",
                 )
             self._used[claims.nonce] = claims.expires
-            members = self._members.pop(claims.nonce, None)
-        return claims, members
+            planned = self._plans.pop(claims.nonce, None)
+        return claims, planned
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -316,15 +330,24 @@ class Guard:
         human: HumanAnswer,
         current: Callable[[], Awaitable[Snapshot]],
         summarize: Callable[[Snapshot], str],
+        recheck: Callable[[Snapshot], Awaitable[Snapshot | None]] | None = None,
     ) -> Approval:
-        """Redeem the token, honour the human's answer, re-read the state and compare it with the plan."""
-        claims, members = self.confirmations.redeem(
+        """Redeem the token, honour the human's answer, re-read the state and compare it with the plan.
+
+        `recheck`, given the previewed snapshot with its members (when this server still holds it), may
+        re-read the state more cheaply than `current`; it returns None when it cannot show the state did
+        not grow.
+        """
+        claims, planned = self.confirmations.redeem(
             confirm, tool=tool, preview_tool=preview_tool, arguments=arguments, credential=credential
         )
         refusal = human_refusal(human, require_human=self.require_human, tool=tool)
         if refusal is not None:
             raise refusal
-        snapshot = await current()
+        members = planned.members if planned is not None else None
+        snapshot = await recheck(planned) if recheck is not None and planned is not None else None
+        if snapshot is None:
+            snapshot = await current()
         verdict = compare(claims.totals, claims.state, members, snapshot)
         if verdict != "grown":
             self.audit.record(

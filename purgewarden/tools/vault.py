@@ -2,9 +2,9 @@
 
 Deletion works on *selections*, not id dumps: explicit `ids` for a handful, or every object of a state
 (optionally narrowed by a Vault search) that the server resolves itself, so 100,000 ids never pass
-through the model. The preview binds its token to the resolved ids; the destructive tool resolves
-again, refuses if the selection grew, then deletes in all-or-nothing batches of the max page size with
-bounded concurrency, accounting for every id.
+through the model. The preview binds its token to the resolved ids; the destructive tool re-checks the
+selection, refuses if it grew, then deletes (never more than the previewed ids) in all-or-nothing batches
+of the max page size with bounded concurrency, accounting for every id.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from purgewarden.tools.vault_batches import (
     FAILED_BATCHES_SHOWN,
     Deletion,
     FailedBatch,
-    Resolved,
     State,
     Target,
     ambiguous,
@@ -101,6 +100,11 @@ def check_reason(reason: Reason, adhoc_reason: str) -> str | None:
             "Call the tool again with adhoc_reason set, or choose one of the listed reasons."
         )
     return adhoc
+
+
+def objects(count: int, kind: str = "") -> str:
+    """`1 archived object`, `2,000 archived objects`."""
+    return f"{count:,} {kind + ' ' if kind else ''}object{'' if count == 1 else 's'}"
 
 
 def delete_summary(target: Target, count: int) -> str:
@@ -388,12 +392,23 @@ async def vault_delete_objects(
     client = vault_client(ctx)
     state_ = app_state(ctx)
     settings = state_.settings
-    latest = Resolved([])
+    # The ids the re-check found (when it only counted: the previewed ones), in the order to act on.
+    order: Sequence[str] = ()
+    counted = False
 
     async def current() -> Snapshot:
-        nonlocal latest
+        nonlocal order
         latest = await resolve(client, target, settings.pvault_max_page_size, reason, adhoc)
+        order = latest.ids
         return latest.snapshot()
+
+    async def recheck(planned: Snapshot) -> Snapshot | None:
+        nonlocal order, counted
+        snapshot = await count_recheck(client, target, planned, reason, adhoc)
+        if snapshot is not None:
+            # In id order, sorted for the plan's digest already: ids close together delete much faster.
+            order, counted = planned.ordered, True
+        return snapshot
 
     approval = await state_.guard.approve(
         tool="vault_delete_objects",
@@ -404,10 +419,12 @@ async def vault_delete_objects(
         human=human,
         current=current,
         summarize=lambda snapshot: delete_summary(target, len(snapshot.members)),
+        recheck=recheck if whole_state(target) else None,
     )
-    # Act only on what still exists, in the order resolved (the approved set is never exceeded).
     allowed = approval.snapshot.members
-    ordered = [i for i in latest.ids if i in allowed]
+    # Never more than the approved ids: when only counted, exactly the previewed ones (the batches tell
+    # which are gone); when listed again, those that still exist.
+    ordered = list(order) if counted else [i for i in order if i in allowed]
     requested = target.ids if target.ids is not None else ordered
     run = Deletion(
         ctx=ctx,
@@ -432,19 +449,68 @@ async def vault_delete_objects(
             deleted=run.deleted,
             not_deleted=run.not_deleted,
             unknown=run.unknown,
+            vanished=run.vanished,
             not_attempted=len(ordered) - run.settled,
         )
         raise
     if run.stop_error is not None and run.deleted == 0 and run.unknown == 0:
         raise run.stop_error
-    return outcome_of_deletion(run, target, requested, approval.notes)
+    after: int | ApiError | None = None
+    if whole_state(target):
+        try:
+            after = await count_in_state(client, target, reason, adhoc)
+        except ApiError as error:
+            after = error
+    return outcome_of_deletion(run, target, requested, approval.notes, after)
+
+
+def whole_state(target: Target) -> bool:
+    """Every object of a state (no ids, no search): a count measures it exactly."""
+    return target.ids is None and target.query is None
+
+
+async def count_in_state(client: VaultClient, target: Target, reason: Reason, adhoc: str | None) -> int:
+    count = await client.count_objects(target.collection, reason=reason, adhoc_reason=adhoc)
+    return count.archived if target.archived else count.active
+
+
+async def count_recheck(
+    client: VaultClient, target: Target, planned: Snapshot, reason: Reason, adhoc: str | None
+) -> Snapshot | None:
+    """The re-check of a whole state with its previewed ids known: one count instead of listing every page.
+
+    Deleting by id in the state's bulk calls can only remove previewed ids that are still objects of the
+    state, so only growth needs a look: more objects than planned → None, and the full listing decides
+    (and names the new plan's ids). Otherwise the snapshot is the plan's ids with the count now, so fewer
+    reads as shrunk; which planned ids are gone, the batches tell.
+    """
+    now = await count_in_state(client, target, reason, adhoc)
+    if now > len(planned.members):
+        return None
+    return Snapshot(totals={"objects": now}, members=planned.members)
 
 
 def outcome_of_deletion(
-    run: Deletion, target: Target, requested: list[str], approval_notes: list[str]
+    run: Deletion,
+    target: Target,
+    requested: list[str],
+    approval_notes: list[str],
+    after: int | ApiError | None = None,
 ) -> DeleteObjectsOutcome:
+    """The accounting of a run; `after` is the state's count once it ended (whole-state selections only)."""
     not_attempted = len(run.ids) - run.settled
+    planned = len(run.ids) - run.vanished
+    one = run.vanished == 1
     notes = [*approval_notes, *run.notes]
+    if run.vanished:
+        notes.append(
+            f"The state shrank since the preview: {objects(run.vanished, 'approved')} {'was' if one else 'were'} "
+            f"no longer {target.state} when {'its' if one else 'their'} batch was sent (deleted or changed "
+            f"elsewhere; e.g. {', '.join(run.vanished_sample)}), so this call did not delete {'it' if one else 'them'}; "
+            "a batch refused only for such ids was sent once more without them."
+        )
+    if isinstance(after, ApiError):
+        notes.append(f"Counting what is left afterwards failed ({after.summary}).")
     if run.stop_error is not None:
         notes.append(f"Stopped launching batches after a refusal: {explain(run.stop_error)}")
     if len(run.failures) > FAILED_BATCHES_SHOWN:
@@ -456,7 +522,12 @@ def outcome_of_deletion(
             i: run.outcome_of.get(i) or ("not_attempted" if i in acted_on else "absent") for i in requested
         }
     where = f"{target.state} objects from Piiano Vault collection {quote(target.collection)}"
-    summary = f"Deleted {run.deleted:,} of {len(run.ids):,} {where}."
+    summary = f"Deleted {run.deleted:,} of {planned:,} {where}."
+    if run.vanished:
+        summary += (
+            f" {objects(run.vanished, 'approved')} {'was' if one else 'were'} already gone (no longer "
+            f"{target.state}) and not deleted by this call."
+        )
     if run.failures:
         summary += (
             f" {len(run.failures)} of {run.batches} batches failed: {run.not_deleted:,} objects were not deleted "
@@ -466,12 +537,21 @@ def outcome_of_deletion(
         summary += f" {not_attempted:,} objects were not attempted."
     if run.not_deleted or run.unknown or not_attempted:
         summary += " Preview again (vault_preview_delete_objects) to see and delete what is left."
+    # What is left of the plan is at most what was not deleted; anything more in the state is new.
+    if isinstance(after, int) and after > run.not_deleted + run.unknown + not_attempted:
+        appeared = after - run.not_deleted - run.unknown - not_attempted
+        few = appeared == 1
+        summary += (
+            f" At least {objects(appeared, target.state)} not in the approved plan appeared since the preview "
+            f"and {'was' if few else 'were'} left alone ({after:,} {target.state} in the collection now): preview "
+            f"again (vault_preview_delete_objects) to delete {'it' if few else 'them'}."
+        )
     failures = sorted(run.failures, key=lambda b: b.batch)
     return DeleteObjectsOutcome(
         summary=summary,
         totals={"objects": run.deleted},
         notes=notes,
-        planned=len(run.ids),
+        planned=planned,
         deleted=run.deleted,
         not_deleted=run.not_deleted,
         unknown=run.unknown,

@@ -1,9 +1,10 @@
 """Vault selections and batched deletes: what a delete target names now, and deleting it with exact accounting.
 
 A target is explicit ids or a selection (every object of a state, optionally a Vault search) that is
-resolved by paging the API with ids only. `Deletion` deletes resolved ids in all-or-nothing bulk calls
-of the max page size with bounded concurrency; a lost answer is reconciled by reading the batch back,
-and a cancellation stops between batches while in-flight ones finish.
+resolved by paging the API with ids only. `Deletion` deletes approved ids in all-or-nothing bulk calls
+of the max page size with bounded concurrency; a batch refused only because some of its ids are gone is
+sent again without them, a lost answer is reconciled by reading the batch back, and a cancellation stops
+between batches while in-flight ones finish.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from purgewarden.server.output import quote
 
 IDS_PER_LOOKUP = 250
 """Ids per `GET …/objects?ids=…`: 1,000 UUIDs would make a URL past common server limits (414)."""
+OBJECT_NOT_FOUND = "PV3005"
+"""A bulk delete's per-item error for an id that is not an object of the requested state (gone, or moved
+to the other state)."""
+NOT_ATTEMPTED = "PV3999"
+"""The emulator's per-item mark for an id left alone because another item of the call failed."""
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -152,14 +158,28 @@ async def present_ids(
     reason: Reason,
     adhoc_reason: str | None,
 ) -> set[str]:
-    """Which of `ids` exist in the given state (one read per few hundred ids)."""
+    """Which of `ids` exist in the given state (one read per few hundred ids, all at once)."""
     found: set[str] = set()
-    for chunk in chunks(ids, IDS_PER_LOOKUP):
+
+    async def look_up(chunk: Sequence[str]) -> None:
         page = await client.list_objects(
             collection, reason=reason, adhoc_reason=adhoc_reason, archived=archived, props=(), ids=chunk
         )
         found.update(str(row.get("id", "")).lower() for row in page.results)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for chunk in chunks(ids, IDS_PER_LOOKUP):
+                group.start_soon(look_up, chunk)
+    except* ApiError as failed:
+        raise first_error(failed) from None
     return found
+
+
+def first_error(group: BaseExceptionGroup[ApiError]) -> ApiError:
+    """The failure that cancelled the other lookups: it alone says what went wrong."""
+    first = group.exceptions[0]
+    return first if isinstance(first, ApiError) else first_error(first)
 
 
 async def resolve(
@@ -242,6 +262,24 @@ def bulk_failure(result: BulkDeleteResult) -> tuple[str, dict[str, str]]:
     ), per_id
 
 
+def vanished_in(result: BulkDeleteResult, batch: Sequence[str]) -> set[str] | None:
+    """The ids an ok=false answer failed only because they are not objects of the state (any more), when
+    that is the whole reason; None when any item failed otherwise or its id cannot be told."""
+    positional = len(result.results) == len(batch)
+    members = set(batch)
+    gone: set[str] = set()
+    for index, item in enumerate(result.results):
+        if item.error is None or item.error.error_code == NOT_ATTEMPTED:
+            continue
+        if item.error.error_code != OBJECT_NOT_FOUND:
+            return None
+        object_id = item.id.lower() if item.id else (batch[index] if positional else "")
+        if object_id not in members:
+            return None
+        gone.add(object_id)
+    return gone or None
+
+
 @dataclass
 class Deletion:
     """One run of batched bulk deletes with its exact accounting (never counts a delete it did not see)."""
@@ -258,6 +296,9 @@ class Deletion:
     deleted: int = 0
     not_deleted: int = 0
     unknown: int = 0
+    vanished: int = 0
+    """Approved ids that were no longer objects of the state when their batch was sent: not deleted here."""
+    vanished_sample: list[str] = field(default_factory=list)
     failures: list[FailedBatch] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     outcome_of: dict[str, str] = field(default_factory=dict)
@@ -270,7 +311,7 @@ class Deletion:
 
     @property
     def settled(self) -> int:
-        return self.deleted + self.not_deleted + self.unknown
+        return self.deleted + self.not_deleted + self.unknown + self.vanished
 
     async def run(self) -> None:
         pending = enumerate(chunks(self.ids, self.batch_size), start=1)
@@ -294,7 +335,7 @@ class Deletion:
             for _ in range(min(self.concurrency, self.batches)):
                 group.start_soon(worker)
 
-    async def run_batch(self, number: int, batch: Sequence[str]) -> None:
+    async def run_batch(self, number: int, batch: Sequence[str], *, resent: bool = False) -> None:
         try:
             result = await self.client.delete_objects(
                 self.target.collection,
@@ -317,8 +358,25 @@ class Deletion:
                 for object_id in batch:
                     self.outcome_of[object_id] = "deleted"
             return
+        gone = None if resent else vanished_in(result, batch)
+        if gone is not None:
+            # A failed call deleted nothing, so sending the rest once more can only delete approved ids.
+            self.vanish([i for i in batch if i in gone])
+            rest = [i for i in batch if i not in gone]
+            if rest:
+                await self.run_batch(number, rest, resent=True)
+            return
         reason, per_id = bulk_failure(result)
         self.fail(number, batch, reason, per_id)
+
+    def vanish(self, ids: Sequence[str]) -> None:
+        self.vanished += len(ids)
+        self.vanished_sample.extend(ids[: 5 - len(self.vanished_sample)])
+        if self.track_ids:
+            for object_id in ids:
+                self.outcome_of[object_id] = (
+                    f"absent: no longer {self.target.state} when its batch was sent; not deleted by this call"
+                )
 
     def fail(self, number: int, batch: Sequence[str], reason: str, per_id: Mapping[str, str]) -> None:
         self.not_deleted += len(batch)
@@ -337,7 +395,7 @@ class Deletion:
                 self.outcome_of[object_id] = f"not_deleted: {per_id.get(object_id, reason)}"
 
     async def reconcile(self, number: int, batch: Sequence[str], error: ApiError) -> None:
-        """After an answer was lost, read the batch's ids back: gone ones are deleted, present ones are not."""
+        """After an answer was lost, read the batch's ids back: all gone → deleted; any still there → none was."""
         what = f"batch {number}: {error.summary}"
         try:
             present = await present_ids(
@@ -366,20 +424,32 @@ class Deletion:
             return
         gone = [i for i in batch if i not in present]
         kept = [i for i in batch if i in present]
-        self.deleted += len(gone)
-        self.not_deleted += len(kept)
         if kept:
+            # All or nothing: with some of its ids still there the call deleted none, so any that are gone
+            # were removed elsewhere (e.g. since the preview) and are not counted as deleted here.
+            self.vanish(gone)
+            self.not_deleted += len(kept)
             self.failures.append(
                 FailedBatch(
                     batch=number,
                     not_deleted=len(kept),
                     unknown=0,
-                    deleted=len(gone),
-                    reason=f"{what}; read back: {len(gone)} gone, {len(kept)} still present",
+                    deleted=0,
+                    reason=f"{what}; read back: {len(gone)} gone, {len(kept)} still present"
+                    + (
+                        "; the all-or-nothing call deleted none, the gone ones were removed elsewhere"
+                        if gone
+                        else ""
+                    ),
                     sample_ids=kept[:5],
                 )
             )
-        elif len(self.notes) < FAILED_BATCHES_SHOWN:
+            if self.track_ids:
+                for object_id in kept:
+                    self.outcome_of[object_id] = f"not_deleted: {what}"
+            return
+        self.deleted += len(gone)
+        if len(self.notes) < FAILED_BATCHES_SHOWN:
             self.notes.append(
                 f"Batch {number}: the answer was lost ({error.kind}); reading the ids back shows all "
                 f"{len(gone)} are gone, so they are counted as deleted."
@@ -387,5 +457,3 @@ class Deletion:
         if self.track_ids:
             for object_id in gone:
                 self.outcome_of[object_id] = "deleted"
-            for object_id in kept:
-                self.outcome_of[object_id] = f"not_deleted: {what}"

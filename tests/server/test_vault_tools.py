@@ -458,13 +458,62 @@ async def test_a_grown_selection_is_refused_with_a_new_plan(mcp: Client, sandbox
     assert ids_in(sandbox, "customers", "archived") == set()
 
 
-async def test_a_swapped_selection_of_the_same_size_counts_as_grown(mcp: Client, sandbox: Sandbox) -> None:
+async def test_a_swap_in_a_whole_state_deletes_only_planned_ids_and_names_the_newcomer(
+    mcp: Client, sandbox: Sandbox
+) -> None:
+    # Same count, other members: the count re-check lets it run, but deletion is by planned id only.
     token = (await preview(mcp, **ARCHIVED))["confirmation_token"]
-    sandbox.vault.delete_objects("customers", ARCHIVED_CUSTOMERS[:1], archived=True, tenants=None)
-    sandbox.vault.archive("customers", ACTIVE_CUSTOMERS[:1])
+    gone, newcomer = ARCHIVED_CUSTOMERS[0], ACTIVE_CUSTOMERS[0]
+    sandbox.vault.delete_objects("customers", [gone], archived=True, tenants=None)
+    sandbox.vault.archive("customers", [newcomer])
+    result = await mcp.call_tool(DELETE, {**ARCHIVED, "confirm": token})
+    outcome = ok(result)
+    assert outcome["deleted"] == outcome["planned"] == 14
+    assert outcome["not_deleted"] == outcome["not_attempted"] == outcome["failed_batch_count"] == 0
+    assert outcome["outcomes"][gone].startswith("absent: no longer archived")
+    assert newcomer not in outcome["outcomes"]
+    assert sum(why == "deleted" for why in outcome["outcomes"].values()) == 14
+    assert "1 approved object was already gone (no longer archived) and not deleted by this call" in text(
+        result
+    )
+    assert "At least 1 archived object not in the approved plan appeared since the preview" in text(result)
+    assert any("The state shrank since the preview" in note and gone in note for note in outcome["notes"])
+    assert ids_in(sandbox, "customers", "archived") == {newcomer}
+    assert ids_in(sandbox, "customers", "active") == set(ACTIVE_CUSTOMERS[1:])
+
+
+async def test_a_swapped_search_selection_of_the_same_size_counts_as_grown(
+    mcp: Client, sandbox: Sandbox
+) -> None:
+    # A search is re-run in full: a property change can move objects into or out of it.
+    store = sandbox.vault.stores["customers"]
+    country = store.objects[ACTIVE_CUSTOMERS[0]].fields["country"]
+    matching = [i for i in ACTIVE_CUSTOMERS if store.objects[i].fields["country"] == country]
+    other = next(i for i in ACTIVE_CUSTOMERS if store.objects[i].fields["country"] != country)
+    arguments = {"collection": "customers", "match": {"country": country}}
+    token = (await preview(mcp, **arguments))["confirmation_token"]
+    sandbox.vault.delete_objects("customers", matching[:1], archived=False, tenants=None)
+    store.objects[other].fields["country"] = country
     before = world(sandbox)
-    assert "Refused: the state changed" in error(await mcp.call_tool(DELETE, {**ARCHIVED, "confirm": token}))
+    message = error(await mcp.call_tool(DELETE, {**arguments, "confirm": token}))
+    assert "Refused: the state changed" in message
+    assert f"planned objects={len(matching)}; now objects={len(matching)}" in message
     assert world(sandbox) == before
+
+
+async def test_a_plan_this_server_does_not_hold_is_listed_again(connect: Connect, sandbox: Sandbox) -> None:
+    # Another replica (same signing secret) knows the token but not the previewed ids: it lists them again.
+    secret = SecretStr("shared-replica-secret")
+    async with connect(secret=secret) as first:
+        token = (await preview(first, **ARCHIVED))["confirmation_token"]
+    listings = Fault(method="GET", path=r"/collections/customers/objects$", times=None)
+    sandbox.inject("vault", listings)
+    async with connect(secret=secret) as second:
+        outcome = ok(await second.call_tool(DELETE, {**ARCHIVED, "confirm": token}))
+    assert outcome["deleted"] == 15
+    assert sandbox.faults["vault"].active()[0]["fired"] == 1
+    assert ids_in(sandbox, "customers", "archived") == set()
+    assert ids_in(sandbox, "customers", "active") == set(ACTIVE_CUSTOMERS)
 
 
 async def test_a_shrunk_selection_proceeds_with_what_is_left(mcp: Client, sandbox: Sandbox) -> None:

@@ -27,6 +27,7 @@ from tests.server.vault_support import (
     preview,
     text,
     tokens_estimate,
+    world,
 )
 
 pytestmark = pytest.mark.anyio
@@ -140,31 +141,146 @@ async def test_a_concurrent_conflict_on_a_small_request_is_reported_per_id(
     assert ids_in(sandbox, "customers", "active") == set(ACTIVE_CUSTOMERS)
 
 
-async def test_an_object_vanishing_mid_run_fails_its_batch_as_a_whole(
+async def test_an_object_vanishing_mid_run_is_left_out_and_its_batch_sent_again(
     connect: Connect, sandbox: Sandbox
 ) -> None:
     ids = archived_leads(sandbox, 2_000)
     vanished = ids[10]
     async with connect(vault_delete_concurrency=1) as client:
         plan = await preview(client, **LEADS)
-        # The first bulk call waits in the emulator; meanwhile someone else deletes one of its objects.
+        # The first bulk call waits in the emulator; meanwhile someone else deletes one of the objects.
         sandbox.inject("vault", Fault(method="DELETE", path="bulk", latency=0.5, times=1))
+        bulk_calls = Fault(method="DELETE", path="bulk", times=None)
+        sandbox.inject("vault", bulk_calls)
 
         async def someone_else() -> None:
-            await until(lambda: not sandbox.faults["vault"].active())
+            await until(lambda: len(sandbox.faults["vault"].active()) == 1)  # the delayed call is in
             sandbox.vault.delete_objects("leads", [vanished], archived=True, tenants=None)
 
         async with anyio.create_task_group() as group:
             group.start_soon(someone_else)
             result = await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]})
     outcome = ok(result)
-    assert outcome["deleted"] == 1_000
-    assert outcome["not_deleted"] == 1_000
+    assert outcome["deleted"] == outcome["planned"] == 1_999
+    assert outcome["not_deleted"] == outcome["unknown"] == outcome["not_attempted"] == 0
+    assert outcome["failed_batch_count"] == 0
+    assert outcome["batches"] == 2
+    (note,) = outcome["notes"]
+    assert note.startswith("The state shrank since the preview: 1 approved object was no longer archived")
+    assert vanished in note
+    body = text(result)
+    assert body.startswith("Deleted 1,999 of 1,999 archived objects")
+    assert "1 approved object was already gone (no longer archived) and not deleted by this call" in body
+    assert "appeared since the preview" not in body
+    # Two batches, and the one that met the vanished id once more without it.
+    assert sandbox.faults["vault"].active()[0]["fired"] == 2
+    assert ids_in(sandbox, "leads", "archived") == set()
+
+
+async def test_a_whole_state_is_re_checked_by_a_count_without_listing(
+    connect: Connect, sandbox: Sandbox
+) -> None:
+    archived_leads(sandbox, 3_000)
+    async with connect(retry_attempts=1) as client:
+        plan = await preview(client, **LEADS)
+        search = {"collection": "customers", "match": {"country": "DE"}}
+        search_plan = await preview(client, **search)
+        # From now on every listing and search fails: only the count and the bulk calls work.
+        sandbox.inject(
+            "vault", Fault(method="GET", path=r"/collections/[^/]+/objects$", status=500, times=None)
+        )
+        sandbox.inject("vault", Fault(method="POST", path=r"/query/objects$", status=500, times=None))
+        outcome = ok(await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]}))
+        before = world(sandbox)
+        message = error(
+            await client.call_tool(DELETE, {**search, "confirm": search_plan["confirmation_token"]})
+        )
+    assert outcome["deleted"] == outcome["planned"] == 3_000
+    assert outcome["failed_batch_count"] == 0
+    assert ids_in(sandbox, "leads", "archived") == set()
+    # A search selection is re-run in full before anything is deleted (a property may have changed).
+    assert "PV1000" in message
+    assert world(sandbox) == before
+    listing, searching = sandbox.faults["vault"].active()
+    assert listing["fired"] == 0
+    assert searching["fired"] == 1
+
+
+async def test_a_batch_refused_for_another_item_reason_is_not_sent_again(
+    connect: Connect, sandbox: Sandbox
+) -> None:
+    ids = archived_leads(sandbox, 3)
+    items = [
+        {"ok": False, "id": ids[0], "error": {"error_code": "PV3005", "message": "The object is not found."}},
+        {"ok": False, "id": ids[1], "error": {"error_code": "PV1006", "message": "Forbidden by policy."}},
+        {"ok": False, "id": ids[2], "error": {"error_code": "PV3999", "message": "Not attempted."}},
+    ]
+    async with connect() as client:
+        plan = await preview(client, **LEADS)
+        sandbox.inject(
+            "vault",
+            Fault(method="DELETE", path="bulk", status=200, body={"ok": False, "results": items}, times=1),
+        )
+        bulk_calls = Fault(method="DELETE", path="bulk", times=None)
+        sandbox.inject("vault", bulk_calls)
+        outcome = ok(await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]}))
+    assert outcome["deleted"] == 0
+    assert outcome["not_deleted"] == outcome["planned"] == 3
     (failed,) = outcome["failed_batches"]
-    assert failed["batch"] == 1
-    assert failed["reason"].startswith("the Vault rejected the batch, so none of it was deleted: 1 × PV3005")
-    assert "999 × PV3999" in failed["reason"]
-    assert ids_in(sandbox, "leads", "archived") == set(ids[:1_000]) - {vanished}
+    assert "1 × PV3005" in failed["reason"]
+    assert "1 × PV1006" in failed["reason"]
+    assert outcome["outcomes"][ids[1]] == "not_deleted: PV1006: Forbidden by policy."
+    assert sandbox.faults["vault"].active()[0]["fired"] == 0  # not sent again
+    assert ids_in(sandbox, "leads", "archived") == set(ids)
+
+
+async def test_a_batch_sent_again_without_vanished_ids_can_still_fail(
+    connect: Connect, sandbox: Sandbox
+) -> None:
+    ids = archived_leads(sandbox, 3)
+    async with connect() as client:
+        plan = await preview(client, **LEADS)
+        sandbox.vault.delete_objects("leads", ids[:1], archived=True, tenants=None)
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", times=1))  # the first call passes
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", status=409, times=1))
+        result = await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]})
+    outcome = ok(result)
+    assert outcome["deleted"] == 0
+    assert outcome["planned"] == outcome["not_deleted"] == 2
+    assert outcome["not_attempted"] == outcome["unknown"] == 0
+    (failed,) = outcome["failed_batches"]
+    assert "PV3218, HTTP 409" in failed["reason"]
+    assert failed["not_deleted"] == 2
+    assert outcome["outcomes"][ids[0]].startswith("absent: no longer archived")
+    assert all(outcome["outcomes"][i].startswith("not_deleted: ") for i in ids[1:])
+    body = text(result)
+    assert body.startswith("Deleted 0 of 2 archived objects")
+    assert "1 approved object was already gone" in body
+    assert "appeared since the preview" not in body
+    assert sandbox.faults["vault"].active() == []
+    assert ids_in(sandbox, "leads", "archived") == set(ids[1:])
+
+
+async def test_a_lost_answer_with_some_ids_gone_deleted_none_of_them(
+    connect: Connect, sandbox: Sandbox
+) -> None:
+    # All or nothing: a batch whose ids are partly still there deleted none; the gone ones went elsewhere.
+    ids = archived_leads(sandbox, 5)
+    async with connect() as client:
+        plan = await preview(client, **LEADS)
+        sandbox.vault.delete_objects("leads", ids[:1], archived=True, tenants=None)
+        sandbox.inject("vault", Fault(method="DELETE", path="bulk", drop="before", times=1))
+        outcome = ok(await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]}))
+    assert outcome["deleted"] == 0
+    assert outcome["planned"] == outcome["not_deleted"] == 4
+    (failed,) = outcome["failed_batches"]
+    assert failed["deleted"] == 0
+    assert failed["reason"].endswith(
+        "read back: 1 gone, 4 still present; the all-or-nothing call deleted none, the gone ones were "
+        "removed elsewhere"
+    )
+    assert outcome["outcomes"][ids[0]].startswith("absent: no longer archived")
+    assert ids_in(sandbox, "leads", "archived") == set(ids[1:])
 
 
 async def test_a_429_storm_on_deletes_is_retried(connect: Connect, sandbox: Sandbox) -> None:
