@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 
 from purgewarden.sandbox import Sandbox, katapult
 from purgewarden.sandbox.katapult.models import ApiToken, Bucket, ObjectStorageAccount
 from purgewarden.sandbox.katapult.seed import ACME_ID
+from tests.server.support import audit_lines as audit_lines
+from tests.server.support import error as error
+from tests.server.support import flip as flip
+from tests.server.support import ok as ok
+from tests.server.support import text as text
 
 Connect = Callable[..., AbstractAsyncContextManager[Client]]
 
@@ -80,37 +82,3 @@ def change_bucket(sandbox: Sandbox, name: str, **changes: Any) -> Bucket:
 
 def delete_bucket(sandbox: Sandbox, name: str) -> None:
     del acme_account(sandbox).buckets[name]
-
-
-def text(result: CallToolResult) -> str:
-    assert len(result.content) == 1
-    content = result.content[0]
-    assert isinstance(content, TextContent)
-    return content.text
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    """The structured content of a successful call (failing with the error text otherwise)."""
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def error(result: CallToolResult) -> str:
-    assert result.is_error, result.structured_content
-    return text(result)
-
-
-def audit_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def flip(token: str, part: int) -> str:
-    """The token with one character of its payload (1) or signature (2) changed."""
-    parts = token.split(".")
-    chars = parts[part]
-    i = len(chars) // 2
-    parts[part] = chars[:i] + ("B" if chars[i] == "A" else "A") + chars[i + 1 :]
-    return ".".join(parts)

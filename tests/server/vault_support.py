@@ -6,14 +6,18 @@ import json
 import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
 from purgewarden.sandbox import Sandbox
 from purgewarden.sandbox.vault.seed import object_id
+from tests.server.support import audit_lines as audit_lines
+from tests.server.support import error as error
+from tests.server.support import flip as flip
+from tests.server.support import ok as ok
+from tests.server.support import text as text
 
 Connect = Callable[..., AbstractAsyncContextManager[Client]]
 
@@ -48,25 +52,6 @@ def ids_in(sandbox: Sandbox, collection: str, state: str) -> set[str]:
     return set(store.archived if state == "archived" else store.active)
 
 
-def text(result: CallToolResult) -> str:
-    assert len(result.content) == 1
-    content = result.content[0]
-    assert isinstance(content, TextContent)
-    return content.text
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    """The structured content of a successful call (failing with the error text otherwise)."""
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def error(result: CallToolResult) -> str:
-    assert result.is_error, result.structured_content
-    return text(result)
-
-
 def tokens_estimate(result: CallToolResult) -> float:
     """About how many tokens the whole result costs a model (text and structured content)."""
     return (len(text(result)) + len(json.dumps(result.structured_content))) / 4
@@ -78,18 +63,3 @@ async def preview(client: Client, **arguments: Any) -> dict[str, Any]:
 
 async def preview_prune(client: Client, **arguments: Any) -> dict[str, Any]:
     return ok(await client.call_tool(PREVIEW_PRUNE, arguments))
-
-
-def audit_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def flip(token: str, part: int) -> str:
-    """The token with one character of its payload (1) or signature (2) changed."""
-    parts = token.split(".")
-    chars = parts[part]
-    i = len(chars) // 2
-    parts[part] = chars[:i] + ("B" if chars[i] == "A" else "A") + chars[i + 1 :]
-    return ".".join(parts)
