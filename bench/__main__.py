@@ -18,8 +18,7 @@ import anyio
 
 from bench import bulk, calls, findings, profile, report
 from bench.emulators import Emulators
-from bench.harness import ROOT, Figure, Scale, Sizes, server_environment, workdir
-from purgewarden.server.config import Settings
+from bench.harness import ROOT, Figure, Scale, Sizes, default_delete_concurrency, server_environment, workdir
 
 
 def log(message: str) -> None:
@@ -36,7 +35,7 @@ def announce(figures: list[Figure]) -> None:
 def run_suite(scale: Scale) -> report.Run:
     started = time.monotonic()
     load_before = os.getloadavg()
-    default = int(Settings.model_fields["vault_delete_concurrency"].default)
+    default = default_delete_concurrency()
     if scale.concurrency_levels[0] != 1 or default not in scale.concurrency_levels:
         raise ValueError("the concurrency levels must start at 1 and include the default")
     sizes = Sizes()

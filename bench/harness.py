@@ -73,7 +73,7 @@ class Scale:
             reps=1,
             calls=20,
             cold_starts=1,
-            concurrency_levels=(1, 4),
+            concurrency_levels=(1, default_delete_concurrency()),
             simultaneous_calls=50,
             rps_seconds=0.5,
             latency=0.025,
@@ -255,3 +255,10 @@ async def vault_http(environment: dict[str, str], connections: int = 16) -> Asyn
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="purgewarden-bench-") as path:
         yield Path(path)
+
+
+def default_delete_concurrency() -> int:
+    """The server's default batches in flight, so the smoke run always measures what ships."""
+    from purgewarden.server.config import Settings
+
+    return int(Settings.model_fields["vault_delete_concurrency"].default)
