@@ -16,11 +16,11 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Elicit
@@ -28,7 +28,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from purgewarden.server.audit import AuditLog
+from purgewarden.server.output import PlanOutput
 
+PlanT = TypeVar("PlanT", bound=PlanOutput)
 TOKEN_PREFIX = "pwc1"
 MAX_REMEMBERED_PLANS = 512
 
@@ -305,9 +307,34 @@ class Guard:
         self.require_human = require_human
 
     def plan(
+        self,
+        output: type[PlanT],
+        *,
+        tool: str,
+        arguments: Mapping[str, Any],
+        credential: str,
+        snapshot: Snapshot,
+        summary: str,
+        warnings: Sequence[str] = (),
+        **fields: Any,
+    ) -> PlanT:
+        """A preview's result: the plan's common fields and token, plus the tool's own `fields`."""
+        issued = self._issue(
+            tool=tool, arguments=arguments, credential=credential, snapshot=snapshot, summary=summary
+        )
+        return output(
+            summary=summary,
+            totals=dict(snapshot.totals),
+            warnings=list(warnings),
+            confirmation_token=issued.token,
+            expires_at=issued.expires_at,
+            **fields,
+        )
+
+    def _issue(
         self, *, tool: str, arguments: Mapping[str, Any], credential: str, snapshot: Snapshot, summary: str
     ) -> Issued:
-        """Issue the token a preview returns, and audit the preview."""
+        """Issue a plan's token, and audit the preview."""
         issued = self.confirmations.issue(tool, arguments, credential, snapshot, summary)
         self.audit.record(
             "preview",
@@ -368,7 +395,7 @@ class Guard:
                 )
             return Approval(snapshot, verdict, claims.totals, members, notes)
         summary = summarize(snapshot)
-        fresh = self.plan(
+        fresh = self._issue(
             tool=tool, arguments=arguments, credential=credential, snapshot=snapshot, summary=summary
         )
         raise Refusal(

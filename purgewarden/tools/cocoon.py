@@ -207,19 +207,14 @@ async def cocoon_preview_empty_recycle_bin(
     if not items:
         warnings.append("The recycle bin is empty: there is nothing to delete.")
     summary = describe(org, items)
-    issued = app_state(ctx).guard.plan(
+    return app_state(ctx).guard.plan(
+        EmptyRecycleBinPlan,
         tool="cocoon_empty_recycle_bin",
         arguments={"organisation_id": org},
         credential=client.fingerprint,
         snapshot=snapshot,
         summary=summary,
-    )
-    return EmptyRecycleBinPlan(
-        summary=summary,
-        totals=dict(snapshot.totals),
         warnings=warnings,
-        confirmation_token=issued.token,
-        expires_at=issued.expires_at,
         organisation_id=org,
         sample=[BinItem.of(i) for i in largest(items)],
     )

@@ -323,19 +323,14 @@ async def vault_preview_delete_objects(
         )
     summary = delete_summary(target, count)
     snapshot = resolved.snapshot()
-    issued = app_state(ctx).guard.plan(
+    return app_state(ctx).guard.plan(
+        DeleteObjectsPlan,
         tool="vault_delete_objects",
         arguments=target.arguments(),
         credential=client.fingerprint,
         snapshot=snapshot,
         summary=summary,
-    )
-    return DeleteObjectsPlan(
-        summary=summary,
-        totals=dict(snapshot.totals),
         warnings=warnings,
-        confirmation_token=issued.token,
-        expires_at=issued.expires_at,
         selection=target.describe(),
         count=count,
         sample_ids=resolved.ids[:SAMPLE_SIZE],
@@ -643,19 +638,14 @@ async def vault_preview_prune_archived(
         )
     summary = gc_summary(totals)
     snapshot = Snapshot(totals=totals)
-    issued = app_state(ctx).guard.plan(
+    return app_state(ctx).guard.plan(
+        PruneArchivedPlan,
         tool="vault_prune_archived",
         arguments={"filter": filter},
         credential=client.fingerprint,
         snapshot=snapshot,
         summary=summary,
-    )
-    return PruneArchivedPlan(
-        summary=summary,
-        totals=totals,
         warnings=warnings,
-        confirmation_token=issued.token,
-        expires_at=issued.expires_at,
         total=total,
     )
 

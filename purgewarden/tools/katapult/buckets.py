@@ -214,19 +214,14 @@ async def katapult_preview_revoke_presigned_urls(ctx: Context, buckets: Buckets)
         if b.state != "configured"
     ]
     summary = describe_revoke(facts)
-    issued = app_state(ctx).guard.plan(
+    return app_state(ctx).guard.plan(
+        RevokePresignedUrlsPlan,
         tool=REVOKE,
         arguments={"buckets": keys},
         credential=client.fingerprint,
         snapshot=snapshot,
         summary=summary,
-    )
-    return RevokePresignedUrlsPlan(
-        summary=summary,
-        totals=dict(snapshot.totals),
         warnings=warnings,
-        confirmation_token=issued.token,
-        expires_at=issued.expires_at,
         buckets=facts,
     )
 

@@ -249,19 +249,14 @@ async def katapult_preview_purge_all_trash_objects(
     if not objects:
         warnings.append("The trash is empty: there is nothing to purge.")
     summary = describe_purge(organization, objects)
-    issued = app_state(ctx).guard.plan(
+    return app_state(ctx).guard.plan(
+        PurgeAllTrashObjectsPlan,
         tool=PURGE,
         arguments={"organization": organization},
         credential=client.fingerprint,
         snapshot=snapshot,
         summary=summary,
-    )
-    return PurgeAllTrashObjectsPlan(
-        summary=summary,
-        totals=dict(snapshot.totals),
         warnings=warnings,
-        confirmation_token=issued.token,
-        expires_at=issued.expires_at,
         by_type=dict(Counter(t.object_type for t in objects)),
         sample=objects[:SAMPLE_SIZE],
     )
