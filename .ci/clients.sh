@@ -49,7 +49,22 @@ inspect() { npx "$INSPECTOR" --cli "$@"; }
 # PID the trap kills is the server's.
 python=$(uv run --quiet python -c 'import sys; print(sys.executable)')
 
-free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A free port below the kernel's ephemeral range: `serve --sandbox` binds its emulators to ephemeral ports
+# before the server binds its own, so a port the kernel handed out here could be handed to an emulator next.
+free_port() {
+  "$python" - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(20000, min(low, 32768)), 200):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    print(port)
+    break
+PY
+}
 
 # wait_http URL PID LOG: until URL answers at all (any status), or fail with the server's log.
 wait_http() {
