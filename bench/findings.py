@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.bulk import MAX_PAGE_SIZE, WIDE_PAGE_CONCURRENCY, Previews, Sweep
 from bench.harness import LISTING_TOKEN_LIMIT, TOKEN_LIMIT, Figure, Scale, Sizes, median
-from purgewarden.server.config import Settings
+from purgewarden.config import Settings
 
 LISTINGS = ("katapult_list_trash_objects", "vault_list_objects", "cocoon_list_recycle_bin")
 CONDITION_NAMES = {"loopback": "loopback", "network": "+{ms} ms per request"}
@@ -142,7 +142,7 @@ def preview_figures(previews: Previews, sweep: Sweep, default: int, scale: Scale
             + f"With {WIDE_PAGE_CONCURRENCY} pages in flight (PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY="
             f"{WIDE_PAGE_CONCURRENCY}) the same preview measured {hand / wide:.2f}× ({wide:.2f} s)"
             + (
-                f", which meets the target: raising the default (purgewarden/server/config.py, now "
+                f", which meets the target: raising the default (purgewarden/config.py, now "
                 f"{default_pages}) to {WIDE_PAGE_CONCURRENCY} closes it where pages are mostly round trip. "
                 if closes
                 else (

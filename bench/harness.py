@@ -259,6 +259,6 @@ def workdir() -> Iterator[Path]:
 
 def default_delete_concurrency() -> int:
     """The server's default batches in flight, so the smoke run always measures what ships."""
-    from purgewarden.server.config import Settings
+    from purgewarden.config import Settings
 
     return int(Settings.model_fields["vault_delete_concurrency"].default)

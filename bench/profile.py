@@ -18,8 +18,8 @@ from mcp import Client
 from bench.bulk import COLLECTION, KATAPULT_ORGANIZATION
 from bench.emulators import Emulators
 from bench.harness import Scale, Sizes, call
+from purgewarden.config import Settings
 from purgewarden.server.app import create_app
-from purgewarden.server.config import Settings
 
 TOP = 12
 

@@ -12,8 +12,8 @@ import time
 from purgewarden.clients.cocoon import CocoonClient
 from purgewarden.clients.katapult import KatapultClient
 from purgewarden.clients.vault import VaultClient
+from purgewarden.config import Settings
 from purgewarden.server.app import create_app, served_tools
-from purgewarden.server.config import Settings
 
 
 def main() -> None:

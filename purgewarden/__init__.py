@@ -9,8 +9,8 @@ __all__ = ["ApiError", "Settings", "create_app"]
 
 if TYPE_CHECKING:
     from purgewarden.clients.errors import ApiError
+    from purgewarden.config import Settings
     from purgewarden.server.app import create_app
-    from purgewarden.server.config import Settings
 
 
 def __getattr__(name: str) -> Any:
@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
 
         return create_app
     if name == "Settings":
-        from purgewarden.server.config import Settings
+        from purgewarden.config import Settings
 
         return Settings
     if name == "ApiError":

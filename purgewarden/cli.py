@@ -123,7 +123,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import anyio
     from pydantic import ValidationError
 
-    from purgewarden.server.config import Settings, parse_toolsets
+    from purgewarden.config import Settings, parse_toolsets
     from purgewarden.server.transports import BindRefused, configure_logging, serve
 
     environ = dict(os.environ)

@@ -13,9 +13,9 @@ from mcp.client import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
+from purgewarden.config import Settings
 from purgewarden.sandbox import Sandbox, cocoon
 from purgewarden.server.app import create_app
-from purgewarden.server.config import Settings
 
 
 @pytest.fixture(scope="session")

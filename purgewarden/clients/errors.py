@@ -5,7 +5,7 @@
       kind="timeout"              no answer in time: the request may or may not have been carried out
       kind="connection"           the connection failed or broke; `sent` says whether the request left
 
-It is data only: `server/errors.py` turns it into words for the model, in one place.
+It is data only: `safety/errors.py` turns it into words for the model, in one place.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Server wiring: config, confirmation, errors, audit, transports."""
+"""Server wiring: the MCP app and its transports."""

@@ -15,12 +15,12 @@ from pydantic import SecretStr
 
 from purgewarden import __version__
 from purgewarden.clients.base import RetryPolicy
-from purgewarden.server.audit import AuditLog
-from purgewarden.server.config import Settings, Toolset
-from purgewarden.server.confirm import Confirmations, Guard
-from purgewarden.server.redact import Redactor
-from purgewarden.server.registry import ToolSpec, instrumented
-from purgewarden.server.state import AppState
+from purgewarden.config import Settings, Toolset
+from purgewarden.safety.audit import AuditLog
+from purgewarden.safety.plans import Confirmations, Guard
+from purgewarden.safety.redact import Redactor
+from purgewarden.safety.registry import ToolSpec, instrumented
+from purgewarden.safety.state import AppState
 
 logger = logging.getLogger("purgewarden")
 

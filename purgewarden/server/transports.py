@@ -16,9 +16,9 @@ from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from purgewarden.config import Settings
+from purgewarden.safety.redact import RedactingFilter, Redactor
 from purgewarden.server.app import create_app
-from purgewarden.server.config import Settings
-from purgewarden.server.redact import RedactingFilter, Redactor
 
 Transport = Literal["stdio", "streamable-http", "sse"]
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from purgewarden.clients.cocoon import CocoonClient, RecycleBinItem
 from purgewarden.clients.errors import ApiError
-from purgewarden.server.confirm import HumanAnswer, Snapshot, ask_human
-from purgewarden.server.output import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, plural, quote
-from purgewarden.server.registry import Toolset, app_state
+from purgewarden.safety.plans import HumanAnswer, Snapshot, ask_human
+from purgewarden.safety.registry import Toolset, app_state
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, plural, quote
 
 toolset = Toolset("cocoon")
 

@@ -27,10 +27,10 @@ from purgewarden.clients.vault import (
     Reason,
     VaultClient,
 )
-from purgewarden.server.confirm import HumanAnswer, Snapshot, ask_human
-from purgewarden.server.errors import explain
-from purgewarden.server.output import OutcomeOutput, PlanOutput, ToolOutput, fence, quote
-from purgewarden.server.registry import Toolset, app_state
+from purgewarden.safety.errors import explain
+from purgewarden.safety.plans import HumanAnswer, Snapshot, ask_human
+from purgewarden.safety.registry import Toolset, app_state
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, quote
 from purgewarden.tools.vault_batches import (
     FAILED_BATCHES_SHOWN,
     Deletion,

@@ -23,9 +23,9 @@ from pydantic import BaseModel
 
 from purgewarden.clients.errors import ApiError
 from purgewarden.clients.vault import BulkDeleteResult, Reason, SearchQuery, VaultClient
-from purgewarden.server.confirm import Snapshot
-from purgewarden.server.errors import explain
-from purgewarden.server.output import quote
+from purgewarden.safety.errors import explain
+from purgewarden.safety.plans import Snapshot
+from purgewarden.safety.text import quote
 
 IDS_PER_LOOKUP = 250
 """Ids per `GET …/objects?ids=…`: 1,000 UUIDs would make a URL past common server limits (414)."""

@@ -16,9 +16,9 @@ from mcp import Client
 from mcp.types import Tool
 
 import purgewarden
+from purgewarden.config import Settings
 from purgewarden.sandbox import Sandbox, cocoon
 from purgewarden.server.app import create_app
-from purgewarden.server.config import Settings
 from tests.clients.support import PYPROJECT, ROOT
 
 MANIFEST: dict[str, Any] = json.loads((ROOT / "manifest.json").read_text())

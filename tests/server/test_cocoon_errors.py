@@ -10,8 +10,8 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from purgewarden.config import Settings
 from purgewarden.sandbox import Fault, Sandbox, cocoon
-from purgewarden.server.config import Settings
 from tests.server.cocoon_support import (
     ALEX_BIN,
     EMPTY,

@@ -11,9 +11,9 @@ from mcp import Client
 from pydantic import SecretStr
 
 from purgewarden.clients.cocoon import CocoonClient
+from purgewarden.config import Settings
+from purgewarden.safety.plans import Confirmations, Snapshot
 from purgewarden.sandbox import Sandbox, cocoon
-from purgewarden.server.config import Settings
-from purgewarden.server.confirm import Confirmations, Snapshot
 from tests.conftest import answering
 from tests.server.cocoon_support import (
     ALEX,

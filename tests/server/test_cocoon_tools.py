@@ -11,10 +11,10 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from purgewarden.config import Settings
+from purgewarden.safety.text import FENCE_CLOSE, FENCE_OPEN
 from purgewarden.sandbox import Sandbox, cocoon
 from purgewarden.sandbox.cocoon.seed import DEMO_USER_ID, PROMPT_INJECTION_NAME
-from purgewarden.server.config import Settings
-from purgewarden.server.output import FENCE_CLOSE, FENCE_OPEN
 from tests.server.cocoon_support import (
     ALEX,
     ALEX_BIN,

@@ -10,11 +10,11 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from purgewarden.config import Settings
+from purgewarden.safety.text import FENCE_CLOSE, FENCE_OPEN
 from purgewarden.sandbox import Sandbox, katapult
 from purgewarden.sandbox.katapult.models import TrashObject
 from purgewarden.sandbox.katapult.seed import ACME_ID
-from purgewarden.server.config import Settings
-from purgewarden.server.output import FENCE_CLOSE, FENCE_OPEN
 from tests.server.katapult_support import (
     ACME_TRASH_TYPES,
     ALL_TOOLS,

@@ -13,8 +13,8 @@ from mcp import Client
 
 from purgewarden.clients.base import RetryPolicy
 from purgewarden.clients.katapult import KatapultClient
+from purgewarden.config import Settings
 from purgewarden.sandbox import Fault, Sandbox
-from purgewarden.server.config import Settings
 from tests.server.katapult_support import (
     ASSETS,
     BACKUPS,

@@ -11,8 +11,8 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from purgewarden.config import Settings
 from purgewarden.sandbox import Sandbox, katapult
-from purgewarden.server.config import Settings
 from tests.conftest import answering
 from tests.server.katapult_support import (
     ASSETS,

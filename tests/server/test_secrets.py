@@ -12,8 +12,8 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from purgewarden.config import Settings
 from purgewarden.sandbox import Fault, Sandbox
-from purgewarden.server.config import Settings
 
 Connect = Callable[..., AbstractAsyncContextManager[Client]]
 

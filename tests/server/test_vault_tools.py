@@ -11,11 +11,11 @@ from mcp import Client
 from pydantic import SecretStr
 
 from purgewarden.clients.vault import Reason
+from purgewarden.config import Settings
+from purgewarden.safety.text import FENCE_CLOSE, FENCE_OPEN
 from purgewarden.sandbox import Fault, Sandbox
 from purgewarden.sandbox.vault import DELETER_API_KEY, READER_API_KEY
 from purgewarden.sandbox.vault.seed import object_id
-from purgewarden.server.config import Settings
-from purgewarden.server.output import FENCE_CLOSE, FENCE_OPEN
 from tests.conftest import answering
 from tests.server.vault_support import (
     ACTIVE_CUSTOMERS,

@@ -10,10 +10,10 @@ import anyio
 import pytest
 from mcp import Client
 
+from purgewarden.config import Settings
 from purgewarden.sandbox import Fault, Sandbox
 from purgewarden.sandbox.vault import DEMO_API_KEY
 from purgewarden.sandbox.vault.store import ApiKey, Capability
-from purgewarden.server.config import Settings
 from tests.server.vault_support import (
     ACTIVE_CUSTOMERS,
     DELETE,

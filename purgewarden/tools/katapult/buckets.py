@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 
 from purgewarden.clients.errors import ApiError
 from purgewarden.clients.katapult import Bucket, KatapultClient
-from purgewarden.server.confirm import HumanAnswer, Snapshot, ask_human
-from purgewarden.server.errors import explain
-from purgewarden.server.output import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, quote
-from purgewarden.server.registry import app_state
+from purgewarden.safety.errors import explain
+from purgewarden.safety.plans import HumanAnswer, Snapshot, ask_human
+from purgewarden.safety.registry import app_state
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, quote
 from purgewarden.tools.katapult.common import cancellation_audited, katapult_client, toolset
 
 REVOKE = "katapult_revoke_presigned_urls"

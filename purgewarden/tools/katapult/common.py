@@ -13,7 +13,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from purgewarden.clients.katapult import KatapultClient
-from purgewarden.server.registry import Toolset, app_state
+from purgewarden.safety.registry import Toolset, app_state
 
 toolset = Toolset("katapult")
 

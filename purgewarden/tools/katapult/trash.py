@@ -26,10 +26,10 @@ from purgewarden.clients.katapult import (
     TrashObject,
     organization_lookup,
 )
-from purgewarden.server.confirm import HumanAnswer, Snapshot, ask_human
-from purgewarden.server.errors import explain
-from purgewarden.server.output import OutcomeOutput, PlanOutput, ToolOutput, fence, quote
-from purgewarden.server.registry import app_state
+from purgewarden.safety.errors import explain
+from purgewarden.safety.plans import HumanAnswer, Snapshot, ask_human
+from purgewarden.safety.registry import app_state
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, quote
 from purgewarden.tools.katapult.common import (
     SAMPLE_SIZE,
     OrganizationRef,

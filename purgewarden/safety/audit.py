@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from purgewarden.server.redact import Redactor
+from purgewarden.safety.redact import Redactor
 
 logger = logging.getLogger(__name__)
 

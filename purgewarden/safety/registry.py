@@ -18,10 +18,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 
 from purgewarden.clients.errors import ApiError
-from purgewarden.server.confirm import Refusal
-from purgewarden.server.errors import explain
-from purgewarden.server.output import OutcomeOutput, ToolOutput
-from purgewarden.server.state import AppState
+from purgewarden.safety.errors import explain
+from purgewarden.safety.plans import Refusal
+from purgewarden.safety.state import AppState
+from purgewarden.safety.text import OutcomeOutput, ToolOutput
 
 Kind = Literal["read", "preview", "destructive"]
 ToolFn = Callable[..., Awaitable[ToolOutput]]

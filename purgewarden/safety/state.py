@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from purgewarden.server.audit import AuditLog
-from purgewarden.server.config import Settings
-from purgewarden.server.confirm import Confirmations, Guard
-from purgewarden.server.redact import Redactor
+from purgewarden.config import Settings
+from purgewarden.safety.audit import AuditLog
+from purgewarden.safety.plans import Confirmations, Guard
+from purgewarden.safety.redact import Redactor
 
 if TYPE_CHECKING:
     from purgewarden.clients.cocoon import CocoonClient

@@ -27,8 +27,8 @@ from mcp.server.mcpserver import Context, Elicit
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from purgewarden.server.audit import AuditLog
-from purgewarden.server.output import PlanOutput
+from purgewarden.safety.audit import AuditLog
+from purgewarden.safety.text import PlanOutput
 
 PlanT = TypeVar("PlanT", bound=PlanOutput)
 TOKEN_PREFIX = "pwc1"
