@@ -37,6 +37,10 @@ class Settings(BaseModel):
         None, description="HMAC key for confirmation tokens; random per process if unset"
     )
     confirmation_ttl: float = Field(300.0, gt=0)
+    typed_confirmation_over: int = Field(
+        1000, ge=0, description="Plans destroying more items make the human type the target or the count"
+    )
+    max_items: int | None = Field(None, ge=0, description="Plans destroying more items cannot be confirmed")
     audit_log: Path = Field(default_factory=default_audit_log)
     http_token: SecretStr | None = Field(None, description="Bearer token required on the MCP HTTP endpoint")
     allowed_hosts: tuple[str, ...] = Field((), description="Host headers accepted over HTTP off loopback")
@@ -48,6 +52,9 @@ class Settings(BaseModel):
     vault_delete_concurrency: int = Field(8, ge=1, le=32)
     katapult_page_concurrency: int = Field(8, ge=1, le=16)
     katapult_task_poll_interval: float = Field(1.0, gt=0)
+    watch_interval: float = Field(
+        1.0, gt=0, description="Seconds between looks at the state while an empty-everything call runs"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -13,13 +13,15 @@ import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
+from pydantic import TypeAdapter, ValidationError
 
 from purgewarden.clients.errors import ApiError
 
+M = TypeVar("M")
 Params = Mapping[str, str | int | bool | list[str]]
 
 
@@ -100,7 +102,7 @@ class ServiceClient:
                 return await self._send(operation, method, path, params, json_body, headers)
             except ApiError as error:
                 attempt += 1
-                may_retry = error.retryable if idempotent else error.not_carried_out
+                may_retry = error.retryable and (idempotent or error.not_carried_out)
                 if not may_retry or attempt >= self.retry.attempts:
                     raise
                 await anyio.sleep(self.retry.delay(attempt, error))
@@ -151,10 +153,23 @@ class ServiceClient:
             raise ApiError(
                 self.service,
                 operation,
-                "response",
+                "malformed",
                 status=response.status_code,
                 message="the API answered with a body that is not JSON",
                 request_id=response.headers.get("x-request-id"),
+            ) from exc
+
+    def _parsed(self, operation: str, adapter: TypeAdapter[M], data: Any) -> M:
+        """The typed answer; a body of another shape is an `ApiError` (the call itself went through)."""
+        try:
+            return adapter.validate_python(data)
+        except ValidationError as exc:
+            raise ApiError(
+                self.service,
+                operation,
+                "malformed",
+                status=200,
+                message=f"the API answered with a body of an unexpected shape ({exc.error_count()} problems)",
             ) from exc
 
     def _error_from(self, operation: str, response: httpx2.Response) -> ApiError:

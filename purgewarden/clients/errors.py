@@ -4,6 +4,9 @@
       kind="response"             the API answered with a non-2xx status (code/message from its body)
       kind="timeout"              no answer in time: the request may or may not have been carried out
       kind="connection"           the connection failed or broke; `sent` says whether the request left
+      kind="malformed"            a success status with a body that is not JSON or not of the expected shape
+
+Whether the request it answers was carried out is one rule, `fate`, with three answers.
 
 It is data only: `safety/errors.py` turns it into words for the model, in one place.
 """
@@ -13,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ErrorKind = Literal["response", "timeout", "connection"]
+ErrorKind = Literal["response", "timeout", "connection", "malformed"]
+Fate = Literal["carried_out", "not_carried_out", "unknown"]
 
 
 @dataclass
@@ -44,13 +48,29 @@ class ApiError(Exception):
 
     @property
     def not_carried_out(self) -> bool:
-        """True when the API guarantees nothing happened, so even a destructive call may be re-sent."""
+        return self.fate == "not_carried_out"
+
+    @property
+    def fate(self) -> Fate:
+        """Whether the request this error answers was carried out: "not_carried_out" or "unknown".
+
+        A refusal (4xx, 429, Katapult's service_unavailable, a connection that never opened) proves
+        nothing happened. A lost answer, a server error or an unreadable success body proves nothing
+        either way: only a read-back can tell, and even that may come before a late execution.
+        """
         if self.kind == "connection":
-            return not self.sent
-        # 429 and Katapult's service_unavailable both mean the request was turned away before any work.
-        return self.kind == "response" and (self.status == 429 or self.code == "service_unavailable")
+            return "unknown" if self.sent else "not_carried_out"
+        if self.kind != "response":
+            return "unknown"
+        refused = (self.status or 500) < 500 or self.code == "service_unavailable"
+        return "not_carried_out" if refused else "unknown"
 
     @property
     def retryable(self) -> bool:
         """True for failures worth another try after a pause (for reads; writes also need `not_carried_out`)."""
         return self.kind != "response" or self.status in (429, 503, 504)
+
+
+def fate(error: ApiError | None) -> Fate:
+    """The one answer to "did it happen?" for a call that ended with `error` (None: it succeeded)."""
+    return "carried_out" if error is None else error.fate

@@ -9,13 +9,12 @@ is not an exception: nothing was deleted, and the per-item errors say why.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from purgewarden.clients.base import ServiceClient
-from purgewarden.clients.errors import ApiError
 
 API_PREFIX = "/api/pvlt/1.0"
 
@@ -125,7 +124,6 @@ class SearchQuery(_Model):
         return {k: v for k, v in self.model_dump(by_alias=True).items() if v}
 
 
-M = TypeVar("M")
 _COLLECTIONS = TypeAdapter(list[Collection])
 _COUNT = TypeAdapter(ObjectCount)
 _PAGE = TypeAdapter(ObjectPage)
@@ -144,19 +142,6 @@ class VaultClient(ServiceClient):
         detail = {str(k): v for k, v in context.items()} if isinstance(context, dict) else {}
         message = body.get("message")
         return body["error_code"], message if isinstance(message, str) else None, detail
-
-    def _parsed(self, operation: str, adapter: TypeAdapter[M], data: Any) -> M:
-        """The typed answer; a body of another shape is an `ApiError` (the call itself went through)."""
-        try:
-            return adapter.validate_python(data)
-        except ValidationError as exc:
-            raise ApiError(
-                self.service,
-                operation,
-                "response",
-                status=200,
-                message=f"the Vault answered with a body of an unexpected shape ({exc.error_count()} problems)",
-            ) from exc
 
     async def list_collections(self) -> list[Collection]:
         data = await self._call("list_collections", "GET", "/ctl/collections")

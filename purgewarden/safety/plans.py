@@ -1,9 +1,9 @@
-"""The safety model: plans, confirmation tokens bound to them, the re-check, and the human in the loop.
+"""Plans and the confirmation tokens bound to them, and how a re-read state compares with a plan.
 
-A preview reads the state and returns a plan with a `confirmation_token`: an HMAC-signed, single-use,
-expiring handle bound to the destructive tool, its canonical arguments, a fingerprint of the
-credential and a digest of the previewed state. The destructive tool redeems it, asks the human
-(when the client can elicit), re-reads the state and refuses if the blast radius grew.
+A preview's `confirmation_token` is an HMAC-signed, single-use, expiring handle bound to the
+destructive tool, its canonical arguments, a fingerprint of the credential and a digest of the
+previewed state. `check` verifies every binding without consuming it (so the human is asked only
+about a token that will be honoured); `consume` burns it, once.
 """
 
 from __future__ import annotations
@@ -16,23 +16,21 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal, TypeVar
 
-from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
-from mcp.server.mcpserver import Context, Elicit
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from purgewarden.safety.audit import AuditLog
 from purgewarden.safety.text import PlanOutput
 
 PlanT = TypeVar("PlanT", bound=PlanOutput)
 TOKEN_PREFIX = "pwc1"
 MAX_REMEMBERED_PLANS = 512
+REUSED = "Refused: this confirmation token was already used; each token works once."
 
 
 class Refusal(ToolError):
@@ -161,11 +159,11 @@ class Confirmations:
         except ValueError:
             return None
 
-    def redeem(
+    def check(
         self, token: str, *, tool: str, preview_tool: str, arguments: Mapping[str, Any], credential: str
-    ) -> tuple[Claims, Snapshot | None]:
-        """Check every binding and burn the token; returns its claims and, if this server still holds it,
-        the previewed snapshot with its members. Raises `Refusal` saying what is wrong and what to do."""
+    ) -> Claims:
+        """Every binding of the token, without consuming it: authentic, unexpired, this tool, these
+        arguments, this credential, not used. Raises `Refusal` saying what is wrong and what to do."""
         again = (
             f"Call {preview_tool} with the arguments you intend to use, show the plan to the user, "
             f"then call {tool} with confirm set to the new confirmation_token."
@@ -204,15 +202,20 @@ class Confirmations:
                 f"{int(now - claims.expires)} s ago (tokens last {int(self.ttl)} s). {again}",
             )
         with self._lock:
+            if claims.nonce in self._used:
+                raise Refusal("reused_token", f"{REUSED} {again}")
+        return claims
+
+    def consume(self, claims: Claims) -> Snapshot | None:
+        """Burn a checked token, atomically: exactly one caller wins. Returns the previewed snapshot with
+        its members when this server still holds it."""
+        now = self._clock()
+        with self._lock:
             self._used = {n: t for n, t in self._used.items() if t > now}
             if claims.nonce in self._used:
-                raise Refusal(
-                    "reused_token",
-                    f"Refused: this confirmation token was already used; each token works once. {again}",
-                )
+                raise Refusal("reused_token", f"{REUSED} Preview again for a new token.")
             self._used[claims.nonce] = claims.expires
-            planned = self._plans.pop(claims.nonce, None)
-        return claims, planned
+            return self._plans.pop(claims.nonce, None)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -222,188 +225,5 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-# --- the human in the loop -----------------------------------------------------------------------
-
-
-class HumanApproval(BaseModel):
-    """What the user is asked: a single yes/no (elicitation allows flat primitive fields only)."""
-
-    approve: bool = Field(description="Yes, permanently carry this out. It cannot be undone.")
-
-
-class NotAsked(BaseModel):
-    """The resolver's answer when the user could not be asked (no elicitation, or an unusable token)."""
-
-    why: str
-
-
-async def ask_human(ctx: Context, confirm: str) -> HumanApproval | NotAsked | Elicit[HumanApproval]:
-    """Resolver for every destructive tool: asks the user to approve the signed plan summary."""
-    capabilities = ctx.client_capabilities
-    if capabilities is None or capabilities.elicitation is None:
-        return NotAsked(why="client cannot elicit")
-    lifespan: Any = ctx.request_context.lifespan_context  # AppState; typed loosely to avoid an import cycle
-    confirmations: Confirmations = lifespan.confirmations
-    claims = confirmations.peek(confirm.strip())
-    if claims is None:
-        return NotAsked(why="token unusable")
-    return Elicit(f"{claims.summary} This cannot be undone. Approve?", HumanApproval)
-
-
-HumanAnswer = ElicitationResult[HumanApproval | NotAsked]
-
-
-def human_refusal(answer: HumanAnswer, *, require_human: bool, tool: str) -> Refusal | None:
-    """None when the call may go ahead as far as the human is concerned."""
-    if isinstance(answer, AcceptedElicitation):
-        data = answer.data
-        if isinstance(data, NotAsked):
-            if require_human and data.why == "client cannot elicit":
-                return Refusal(
-                    "human_required",
-                    f"Refused: this server runs with --require-human and this client "
-                    f"cannot ask the user to approve {tool} (no elicitation support). "
-                    "Use a client that supports elicitation, or ask the operator.",
-                )
-            return None
-        if data.approve:
-            return None
-        return Refusal(
-            "human_declined",
-            "Refused: the user did not approve the operation. Nothing was deleted. "
-            "Ask the user what they want to do instead.",
-        )
-    return Refusal(
-        "human_declined",
-        f"Refused: the user {'declined' if answer.action == 'decline' else 'cancelled'} the confirmation "
-        "prompt. Nothing was deleted. Ask the user what they want to do instead.",
-    )
-
-
-# --- the preview → confirm → re-check flow shared by every destructive tool ----------------------
-
-
-@dataclass
-class Approval:
-    """A destructive call that passed every check; `snapshot` is the state it may act on."""
-
-    snapshot: Snapshot
-    verdict: Verdict
-    planned_totals: dict[str, int]
-    planned_members: frozenset[str] | None = None
-    notes: list[str] = field(default_factory=list)
-
-
 def describe_totals(totals: Mapping[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(totals.items())) or "nothing"
-
-
-class Guard:
-    """The checks every destructive tool runs before it touches anything, with their audit lines."""
-
-    def __init__(self, confirmations: Confirmations, audit: AuditLog, *, require_human: bool) -> None:
-        self.confirmations = confirmations
-        self.audit = audit
-        self.require_human = require_human
-
-    def plan(
-        self,
-        output: type[PlanT],
-        *,
-        tool: str,
-        arguments: Mapping[str, Any],
-        credential: str,
-        snapshot: Snapshot,
-        summary: str,
-        warnings: Sequence[str] = (),
-        **fields: Any,
-    ) -> PlanT:
-        """A preview's result: the plan's common fields and token, plus the tool's own `fields`."""
-        issued = self._issue(
-            tool=tool, arguments=arguments, credential=credential, snapshot=snapshot, summary=summary
-        )
-        return output(
-            summary=summary,
-            totals=dict(snapshot.totals),
-            warnings=list(warnings),
-            confirmation_token=issued.token,
-            expires_at=issued.expires_at,
-            **fields,
-        )
-
-    def _issue(
-        self, *, tool: str, arguments: Mapping[str, Any], credential: str, snapshot: Snapshot, summary: str
-    ) -> Issued:
-        """Issue a plan's token, and audit the preview."""
-        issued = self.confirmations.issue(tool, arguments, credential, snapshot, summary)
-        self.audit.record(
-            "preview",
-            tool=tool,
-            target=dict(arguments),
-            plan_digest=snapshot.digest,
-            counts=dict(snapshot.totals),
-            credential=credential,
-        )
-        return issued
-
-    async def approve(
-        self,
-        *,
-        tool: str,
-        preview_tool: str,
-        arguments: Mapping[str, Any],
-        credential: str,
-        confirm: str,
-        human: HumanAnswer,
-        current: Callable[[], Awaitable[Snapshot]],
-        summarize: Callable[[Snapshot], str],
-        recheck: Callable[[Snapshot], Awaitable[Snapshot | None]] | None = None,
-    ) -> Approval:
-        """Redeem the token, honour the human's answer, re-read the state and compare it with the plan.
-
-        `recheck`, given the previewed snapshot with its members (when this server still holds it), may
-        re-read the state more cheaply than `current`; it returns None when it cannot show the state did
-        not grow.
-        """
-        claims, planned = self.confirmations.redeem(
-            confirm, tool=tool, preview_tool=preview_tool, arguments=arguments, credential=credential
-        )
-        refusal = human_refusal(human, require_human=self.require_human, tool=tool)
-        if refusal is not None:
-            raise refusal
-        members = planned.members if planned is not None else None
-        snapshot = await recheck(planned) if recheck is not None and planned is not None else None
-        if snapshot is None:
-            snapshot = await current()
-        verdict = compare(claims.totals, claims.state, members, snapshot)
-        if verdict != "grown":
-            self.audit.record(
-                "confirmed",
-                durable=True,
-                tool=tool,
-                target=dict(arguments),
-                plan_digest=claims.state,
-                counts=dict(snapshot.totals),
-                verdict=verdict,
-                credential=credential,
-            )
-            notes = []
-            if verdict == "shrunk":
-                notes.append(
-                    f"The state shrank since the preview (planned {describe_totals(claims.totals)}; now "
-                    f"{describe_totals(snapshot.totals)}); only what still exists was acted on."
-                )
-            return Approval(snapshot, verdict, claims.totals, members, notes)
-        summary = summarize(snapshot)
-        fresh = self._issue(
-            tool=tool, arguments=arguments, credential=credential, snapshot=snapshot, summary=summary
-        )
-        raise Refusal(
-            "state_grew",
-            (
-                f"Refused: the state changed since the preview and the operation would now destroy more than the user "
-                f"approved (planned {describe_totals(claims.totals)}; now {describe_totals(snapshot.totals)}). "
-                f"Nothing was deleted. New plan: {summary} Show the user this new plan; if they approve it, call {tool} "
-                f'again with the same arguments and confirm="{fresh.token}" (expires {fresh.expires_at}).'
-            ),
-        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 
 class Redactor:
@@ -14,6 +15,18 @@ class Redactor:
 
     def scrub(self, text: str) -> str:
         return self._pattern.sub("[REDACTED]", text) if self._pattern else text
+
+    def scrub_values(self, data: Any) -> Any:
+        """Every string value in JSON-like data scrubbed (keys are the server's own field names)."""
+        if self._pattern is None:
+            return data
+        if isinstance(data, str):
+            return self.scrub(data)
+        if isinstance(data, dict):
+            return {key: self.scrub_values(value) for key, value in data.items()}
+        if isinstance(data, list):
+            return [self.scrub_values(item) for item in data]
+        return data
 
 
 class RedactingFilter(logging.Filter):

@@ -1,7 +1,9 @@
 """Tools as values: each service module declares its tools into a `Toolset`; the app decides which to serve.
 
-The kind of a tool fixes its annotations (the single source of truth for read-only mode), and the
-wrapper installed here is where every tool's failures are translated and audited, once.
+A read tool is a function; a destructive operation is an `Operation`, from which the kernel makes the
+preview and the destructive tool. The kind of a tool fixes its annotations (the single source of truth
+for read-only mode), and the wrapper installed here is where every tool's result and failure is
+scrubbed of secrets, translated and audited, once.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 
 from purgewarden.clients.errors import ApiError
 from purgewarden.safety.errors import explain
+from purgewarden.safety.kernel import Operation, destructive_tool, preview_tool
 from purgewarden.safety.plans import Refusal
 from purgewarden.safety.state import AppState
-from purgewarden.safety.text import OutcomeOutput, ToolOutput
+from purgewarden.safety.text import ToolOutput
 
 Kind = Literal["read", "preview", "destructive"]
 ToolFn = Callable[..., Awaitable[ToolOutput]]
@@ -67,6 +70,11 @@ class Toolset:
 
         return register
 
+    def operation(self, op: Operation[Any, Any, Any, Any]) -> None:
+        """Serve a destructive operation as its two tools: the preview and the destructive one."""
+        self.specs.append(ToolSpec(preview_tool(op), self.service, "preview", op.preview_title))
+        self.specs.append(ToolSpec(destructive_tool(op), self.service, "destructive", op.title))
+
 
 def app_state(ctx: Context) -> AppState:
     return cast(AppState, ctx.request_context.lifespan_context)
@@ -78,12 +86,13 @@ def client_name(ctx: Context) -> str | None:
 
 
 def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
-    """Wrap a tool: render its text, translate `ApiError` into words, audit refusals and outcomes."""
+    """Wrap a tool: render its text, translate `ApiError` into words, scrub secrets, audit refusals."""
 
     @functools.wraps(spec.fn)
     async def run(*args: Any, **kwargs: Any) -> CallToolResult:
         ctx: Context = kwargs["ctx"]
         state = app_state(ctx)
+        scrub = state.redactor.scrub
         started = time.monotonic()
 
         def audit(event: str, durable: bool = False, **fields: Any) -> None:
@@ -101,18 +110,19 @@ def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
             result = await spec.fn(*args, **kwargs)
         except Refusal as refusal:
             audit("refused", reason=refusal.reason, message=str(refusal))
-            raise
+            raise ToolError(scrub(str(refusal))) from None
         except ApiError as error:
-            message = state.redactor.scrub(explain(error))
-            logger.info("%s failed: %s", spec.name, state.redactor.scrub(error.summary))
+            logger.info("%s failed: %s", spec.name, scrub(error.summary))
             if spec.kind == "destructive":
+                # Raised before anything was sent (token, re-check): nothing was destroyed.
                 audit("failed", durable=True, error=error.summary, status=error.status, code=error.code)
-            raise ToolError(message) from None
-        if isinstance(result, OutcomeOutput):
-            audit("outcome", durable=True, outcome=result.summary, counts=result.totals, notes=result.notes)
+            raise ToolError(scrub(explain(error))) from None
+        except ToolError as error:
+            raise ToolError(scrub(str(error))) from None
+        structured = state.redactor.scrub_values(result.model_dump(mode="json", by_alias=True))
         return CallToolResult(
-            content=[TextContent(type="text", text=result.render())],
-            structured_content=result.model_dump(mode="json", by_alias=True),
+            content=[TextContent(type="text", text=scrub(result.render()))],
+            structured_content=structured,
         )
 
     return run

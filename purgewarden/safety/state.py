@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from purgewarden.config import Settings
 from purgewarden.safety.audit import AuditLog
-from purgewarden.safety.plans import Confirmations, Guard
+from purgewarden.safety.plans import Confirmations
 from purgewarden.safety.redact import Redactor
 
 if TYPE_CHECKING:
@@ -22,7 +22,6 @@ class AppState:
     redactor: Redactor
     audit: AuditLog
     confirmations: Confirmations
-    guard: Guard
     katapult: KatapultClient | None = None
     vault: VaultClient | None = None
     cocoon: CocoonClient | None = None

@@ -1,12 +1,16 @@
 """What every tool returns: a pydantic model (structured content) plus a short text for humans.
 
-Names, descriptions and other strings that come from the APIs are data, not instructions: `fence`
-wraps them in a delimited block the model is told to treat as data, and escapes the delimiter.
+Every string that came from an API (names, ids, types, messages, detail fields) is data, not
+instructions. In text it appears only through `quote`: one line, a JSON string literal, with the
+fence delimiters, control, bidi and zero-width characters escaped and long values clipped, so it
+can neither close a fence nor start a line of its own. Listings of such values go inside `fence`.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
@@ -23,10 +27,24 @@ class ToolOutput(BaseModel):
         return self.summary
 
 
+QUOTED_CHARS = 300
+"""A quoted value longer than this is clipped: one hostile field cannot flood a result."""
+_INVISIBLE = re.compile(r"[<>\u2028\u2029\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+
+
 def quote(value: object) -> str:
-    """A value from an API as a JSON string literal, with the fence delimiters neutralised."""
-    text = json.dumps(str(value), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e")
+    """A value from an API as a one-line JSON string literal that cannot pass for server text."""
+    text = str(value)
+    if len(text) > QUOTED_CHARS:
+        text = f"{text[:QUOTED_CHARS]}…[{len(text) - QUOTED_CHARS} more characters]"
+    literal = json.dumps(text, ensure_ascii=False)
+    literal = _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", literal)
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in literal):
+        literal = "".join(
+            f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else c
+            for c in literal
+        )
+    return literal
 
 
 def fence(lines: Iterable[str]) -> str:
@@ -44,14 +62,18 @@ class PlanOutput(ToolOutput):
 
     totals: dict[str, int] = Field(description="What would be destroyed, counted (items, bytes, per kind)")
     warnings: list[str] = Field(default_factory=list)
-    confirmation_token: str = Field(
-        description="Pass as `confirm` to the destructive tool after the user approved this plan"
+    confirmation_token: str | None = Field(
+        description="Pass as `confirm` to the destructive tool after the user approved this plan; null when "
+        "the plan cannot be confirmed (see warnings)"
     )
-    expires_at: str = Field(description="When the token stops working (ISO 8601, UTC)")
+    expires_at: str | None = Field(description="When the token stops working (ISO 8601, UTC)")
 
     def render(self) -> str:
         lines = [self.summary, *(f"Warning: {w}" for w in self.warnings)]
-        lines.append(f"confirmation_token: {self.confirmation_token} (expires {self.expires_at})")
+        if self.confirmation_token is None:
+            lines.append("confirmation_token: none (this plan cannot be confirmed)")
+        else:
+            lines.append(f"confirmation_token: {self.confirmation_token} (expires {self.expires_at})")
         return "\n".join(lines)
 
 
@@ -60,6 +82,9 @@ class OutcomeOutput(ToolOutput):
 
     totals: dict[str, int] = Field(description="What was actually destroyed or changed, counted")
     notes: list[str] = Field(default_factory=list, description="Shrinkage since the preview, partial results")
+    accounting: dict[str, int] = Field(
+        default_factory=dict, description="Approved items carried_out, not_carried_out, unknown"
+    )
 
     def render(self) -> str:
         return "\n".join([self.summary, *self.notes])

@@ -1,4 +1,4 @@
-"""Builds the MCP server: which tools are served, and the clients, audit log and guard they share."""
+"""Builds the MCP server: which tools are served, and the clients, audit log and confirmations they share."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from purgewarden import __version__
 from purgewarden.clients.base import RetryPolicy
 from purgewarden.config import Settings, Toolset
 from purgewarden.safety.audit import AuditLog
-from purgewarden.safety.plans import Confirmations, Guard
+from purgewarden.safety.plans import Confirmations
 from purgewarden.safety.redact import Redactor
 from purgewarden.safety.registry import ToolSpec, instrumented
 from purgewarden.safety.state import AppState
@@ -68,7 +68,6 @@ def create_app(settings: Settings | None = None) -> MCPServer[AppState]:
             redactor=redactor,
             audit=audit,
             confirmations=confirmations,
-            guard=Guard(confirmations, audit, require_human=settings.require_human),
         )
         async with AsyncExitStack() as stack:
             _open_clients(state, stack)

@@ -6,16 +6,21 @@ organisation (the caller must be an Originator there).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, Resolve
+import anyio
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from purgewarden.clients.cocoon import CocoonClient, RecycleBinItem
-from purgewarden.clients.errors import ApiError
-from purgewarden.safety.plans import HumanAnswer, Snapshot, ask_human
+from purgewarden.clients.errors import ApiError, fate
+from purgewarden.safety.kernel import Call, Observation, Operation, Run
+from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
+from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.registry import Toolset, app_state
+from purgewarden.safety.state import AppState
 from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, plural, quote
 
 toolset = Toolset("cocoon")
@@ -55,7 +60,7 @@ class BinItem(DeletedItem):
         )
 
     def line(self) -> str:
-        return f"{self.kind} {quote(self.name)} id={self.id} {human_bytes(self.size_bytes)}" + (
+        return f"{self.kind} {quote(self.name)} id={quote(self.id)} {human_bytes(self.size_bytes)}" + (
             " shared" if self.shared else ""
         )
 
@@ -88,15 +93,14 @@ class EmptyRecycleBinOutcome(OutcomeOutput):
     )
 
 
-def cocoon_client(ctx: Context) -> CocoonClient:
-    client = app_state(ctx).cocoon
-    if client is None:
+def cocoon_client(state: AppState) -> CocoonClient:
+    if state.cocoon is None:
         raise ToolError("Cocoon Data is not configured on this server (COCOON_ACCESS_TOKEN and URL).")
-    return client
+    return state.cocoon
 
 
-def organisation(ctx: Context, organisation_id: str | None) -> str:
-    chosen = organisation_id or app_state(ctx).settings.cocoon_organisation_id
+def organisation(state: AppState, organisation_id: str | None) -> str:
+    chosen = organisation_id or state.settings.cocoon_organisation_id
     if not chosen:
         raise ToolError(
             "No organisation given: pass organisation_id (a long decimal id), or ask the operator to set "
@@ -110,54 +114,8 @@ async def whole_bin(client: CocoonClient, organisation_id: str) -> list[RecycleB
     return page.items
 
 
-def snapshot_of(items: list[RecycleBinItem]) -> Snapshot:
-    return Snapshot(
-        totals={"items": len(items), "bytes": sum(i.size for i in items)},
-        members=frozenset(i.id for i in items),
-    )
-
-
 def largest(items: list[RecycleBinItem]) -> list[RecycleBinItem]:
     return sorted(items, key=lambda i: (-i.size, i.id))[:SAMPLE_SIZE]
-
-
-def describe(organisation_id: str, items: list[RecycleBinItem]) -> str:
-    folders = sum(1 for i in items if i.type == "collection")
-    size = human_bytes(sum(i.size for i in items))
-    return (
-        f"Permanently delete {len(items)} items ({len(items) - folders} files, {folders} folders with everything "
-        f"inside; {size}) from your Cocoon Data recycle bin in organisation {organisation_id}."
-    )
-
-
-def unverified(
-    ctx: Context, org: str, before: list[RecycleBinItem], ambiguous: ApiError | None, reread: ApiError
-) -> ToolError:
-    """The bin could not be re-read after the empty call: say what is known, and audit it durably."""
-    approved = f"{len(before)} approved items ({human_bytes(sum(i.size for i in before))})"
-    known = (
-        f"the empty call failed ambiguously ({ambiguous.summary}), so it is not known whether the {approved} "
-        "were deleted"
-        if ambiguous is not None
-        else f"Cocoon Data confirmed the empty call, so the {approved} were deleted"
-    )
-    state = app_state(ctx)
-    message = state.redactor.scrub(
-        f"Cocoon Data could not be re-read after emptying the recycle bin of organisation {org} "
-        f"({reread.summary}): {known}. Call cocoon_list_recycle_bin once Cocoon Data answers again to see "
-        "what is left, and preview again before deleting anything more."
-    )
-    state.audit.record(
-        "unverified",
-        durable=True,
-        tool="cocoon_empty_recycle_bin",
-        service="cocoon",
-        target={"organisation_id": org},
-        counts={"items": len(before), "bytes": sum(i.size for i in before)},
-        confirmed=ambiguous is None,
-        error=reread.summary,
-    )
-    return ToolError(message)
 
 
 @toolset.tool("read", "List Cocoon Data recycle bin")
@@ -171,8 +129,9 @@ async def cocoon_list_recycle_bin(
 ) -> ListRecycleBinOutput:
     """List a page of the recycle bin of the user whose token this server holds, in one organisation.
     To delete everything, call cocoon_preview_empty_recycle_bin."""
-    org = organisation(ctx, organisation_id)
-    page = await cocoon_client(ctx).list_recycle_bin(
+    state = app_state(ctx)
+    org = organisation(state, organisation_id)
+    page = await cocoon_client(state).list_recycle_bin(
         org, limit=limit, offset=offset, sort_by=sort_by, order_by=order
     )
     items = [BinItem.of(i) for i in page.items]
@@ -186,107 +145,133 @@ async def cocoon_list_recycle_bin(
     )
 
 
-@toolset.tool("preview", "Preview emptying a Cocoon Data recycle bin")
-async def cocoon_preview_empty_recycle_bin(
-    ctx: Context, organisation_id: OrganisationId = None
-) -> EmptyRecycleBinPlan:
-    """Dry run of cocoon_empty_recycle_bin: counts what it would delete (files, folders with contents,
-    bytes), warns about shared items, and returns a confirmation_token. Show the plan to the user; once
-    approved, call cocoon_empty_recycle_bin with the token."""
-    client = cocoon_client(ctx)
-    org = organisation(ctx, organisation_id)
-    items = await whole_bin(client, org)
-    snapshot = snapshot_of(items)
-    warnings = []
-    shared = sum(1 for i in items if i.shared)
-    if shared:
-        warnings.append(f"{plural(shared, 'item')} shared with other people before being recycled.")
-    soon = sum(1 for i in items if i.days_to_purge is not None and i.days_to_purge <= PURGE_SOON_DAYS)
-    if soon:
-        warnings.append(f"{plural(soon, 'item')} would be purged automatically within a day anyway.")
-    if not items:
-        warnings.append("The recycle bin is empty: there is nothing to delete.")
-    summary = describe(org, items)
-    return app_state(ctx).guard.plan(
-        EmptyRecycleBinPlan,
-        tool="cocoon_empty_recycle_bin",
-        arguments={"organisation_id": org},
-        credential=client.fingerprint,
-        snapshot=snapshot,
-        summary=summary,
-        warnings=warnings,
-        organisation_id=org,
-        sample=[BinItem.of(i) for i in largest(items)],
-    )
+class EmptyRecycleBinInput(BaseModel):
+    organisation_id: OrganisationId = None
 
 
-@toolset.tool("destructive", "Empty a Cocoon Data recycle bin")
-async def cocoon_empty_recycle_bin(
-    ctx: Context,
-    confirm: Annotated[str, Field(description="The preview's confirmation_token, once the user approved")],
-    human: Annotated[HumanAnswer, Resolve(ask_human)],
-    organisation_id: OrganisationId = None,
-) -> EmptyRecycleBinOutcome:
-    """Permanently delete everything in the recycle bin (all versions, folders with their contents). Needs
-    the token of cocoon_preview_empty_recycle_bin for the same organisation; refused if the bin grew since."""
-    client = cocoon_client(ctx)
-    org = organisation(ctx, organisation_id)
-    before: list[RecycleBinItem] = []
+Bin = list[RecycleBinItem]
 
-    async def current() -> Snapshot:
-        before[:] = await whole_bin(client, org)
-        return snapshot_of(before)
 
-    approval = await app_state(ctx).guard.approve(
-        tool="cocoon_empty_recycle_bin",
-        preview_tool="cocoon_preview_empty_recycle_bin",
-        arguments={"organisation_id": org},
-        credential=client.fingerprint,
-        confirm=confirm,
-        human=human,
-        current=current,
-        summarize=lambda _: describe(org, before),
-    )
-    notes = list(approval.notes)
-    await ctx.report_progress(0, 1, "emptying the recycle bin")
-    ambiguous: ApiError | None = None
-    try:
-        await client.empty_recycle_bin(org)
-    except ApiError as error:
-        if error.kind == "response" and (error.status or 500) < 500:
+class EmptyRecycleBin(Operation[EmptyRecycleBinInput, Bin, EmptyRecycleBinPlan, EmptyRecycleBinOutcome]):
+    """Cocoon can only empty the whole bin: items recycled while the call is in flight go with it, so the
+    kernel watches the bin meanwhile and reports those."""
+
+    service = "cocoon"
+    name = "empty_recycle_bin"
+    title = "Empty a Cocoon Data recycle bin"
+    preview_title = "Preview emptying a Cocoon Data recycle bin"
+    description = """Permanently delete everything in the recycle bin (all versions, folders with their
+    contents). Needs the token of cocoon_preview_empty_recycle_bin for the same organisation; refused if the
+    bin grew since."""
+    preview_description = """Dry run of cocoon_empty_recycle_bin: counts what it would delete (files, folders
+    with contents, bytes), warns about shared items, and returns a confirmation_token. Show the plan to the
+    user; once approved, call cocoon_empty_recycle_bin with the token."""
+    Input = EmptyRecycleBinInput
+    Plan = EmptyRecycleBinPlan
+    Outcome = EmptyRecycleBinOutcome
+    empties_everything = True
+
+    def credential(self, call: Call) -> str:
+        return cocoon_client(call.state).fingerprint
+
+    def target(self, call: Call, args: EmptyRecycleBinInput) -> dict[str, Any]:
+        return {"organisation_id": organisation(call.state, args.organisation_id)}
+
+    def blast_radius(self, totals: Mapping[str, int]) -> int:
+        return totals.get("items", 0)
+
+    async def observe(self, call: Call, args: EmptyRecycleBinInput) -> Observation[Bin]:
+        items = await whole_bin(cocoon_client(call.state), organisation(call.state, args.organisation_id))
+        snapshot = Snapshot(
+            totals={"items": len(items), "bytes": sum(i.size for i in items)},
+            members=frozenset(i.id for i in items),
+        )
+        return Observation(snapshot, items)
+
+    def summary(self, target: Mapping[str, Any], observation: Observation[Bin]) -> str:
+        items = observation.data
+        folders = sum(1 for i in items if i.type == "collection")
+        size = human_bytes(sum(i.size for i in items))
+        return (
+            f"Permanently delete {plural(len(items), 'item')} ({len(items) - folders} files, {folders} folders "
+            f"with everything inside; {size}) from your Cocoon Data recycle bin in organisation "
+            f"{target['organisation_id']}."
+        )
+
+    async def plan(
+        self, call: Call, args: EmptyRecycleBinInput, observation: Observation[Bin]
+    ) -> tuple[list[str], dict[str, Any]]:
+        items = observation.data
+        warnings = []
+        shared = sum(1 for i in items if i.shared)
+        if shared:
+            warnings.append(f"{plural(shared, 'item')} shared with other people before being recycled.")
+        soon = sum(1 for i in items if i.days_to_purge is not None and i.days_to_purge <= PURGE_SOON_DAYS)
+        if soon:
+            warnings.append(f"{plural(soon, 'item')} would be purged automatically within a day anyway.")
+        if not items:
+            warnings.append("The recycle bin is empty: there is nothing to delete.")
+        org = self.target(call, args)["organisation_id"]
+        return warnings, {"organisation_id": org, "sample": [BinItem.of(i) for i in largest(items)]}
+
+    async def glimpse(self, call: Call, args: EmptyRecycleBinInput) -> Mapping[str, str]:
+        items = await whole_bin(cocoon_client(call.state), organisation(call.state, args.organisation_id))
+        return {i.id: BinItem.of(i).line() for i in items}
+
+    async def execute(self, run: Run[EmptyRecycleBinInput, Bin]) -> EmptyRecycleBinOutcome:
+        client = cocoon_client(run.call.state)
+        org = run.target["organisation_id"]
+        before = run.observation.data
+        await run.call.progress(0, 1, "emptying the recycle bin")
+        failure: ApiError | None = None
+        with anyio.CancelScope(shield=True):  # once sent, the answer is worth waiting for
+            try:
+                await client.empty_recycle_bin(org)
+            except ApiError as error:
+                if error.fate == "not_carried_out":
+                    raise
+                failure = error
+                run.notes.append(
+                    f"The answer to the empty call was lost ({run.call.explain(error)}); what follows was "
+                    "checked by re-reading the bin."
+                )
+        try:
+            after = await whole_bin(client, org)
+        except ApiError:
+            # Unread: the bin went if the API said so, and is unknown if its answer was lost.
+            run.ledger.settle(fate(failure), [i.id for i in before])
             raise
-        # The answer was lost: whether the bin was emptied is found out by reading it.
-        ambiguous = error
-        notes.append(
-            f"The empty call failed ambiguously ({error.summary}); the result below was checked by re-reading the bin."
+        await run.call.progress(1, 1, "done")
+        left = {i.id for i in after}
+        call_fate = fate(failure)
+        for item in before:
+            run.ledger.settle(after_read_back(call_fate, item.id in left), [item.id])
+        deleted = [i for i in before if i.id not in left]
+        kept = [i for i in before if i.id in left]
+        if kept:
+            ids = ", ".join(quote(i.id) for i in kept[:SAMPLE_SIZE])
+            if call_fate == "unknown":
+                run.notes.append(
+                    f"{plural(len(kept), 'approved item')} still in the bin (ids: {ids}): {MAY_YET_HAPPEN}. "
+                    "List the bin again in a minute (cocoon_list_recycle_bin) before acting on this."
+                )
+            else:
+                run.notes.append(
+                    f"{plural(len(kept), 'approved item')} still in the bin although Cocoon Data "
+                    f"confirmed the empty call (ids: {ids})."
+                )
+        summary = (
+            f"Deleted {plural(len(deleted), 'item')} ({human_bytes(sum(i.size for i in deleted))}) from the "
+            f"recycle bin of organisation {org}; {plural(len(after), 'item')} remain."
         )
-    try:
-        after = await whole_bin(client, org)
-    except ApiError as error:
-        raise unverified(ctx, org, before, ambiguous, error) from None
-    await ctx.report_progress(1, 1, "done")
-    left = {i.id for i in after}
-    deleted = [i for i in before if i.id not in left]
-    kept = [i for i in before if i.id in left]
-    if kept:
-        notes.append(
-            f"{len(kept)} of the approved items are still in the bin (ids: {', '.join(i.id for i in kept[:SAMPLE_SIZE])})."
-            + (
-                " If the empty call is still being processed they may yet be deleted: list the bin again in a "
-                "minute before acting on this."
-                if ambiguous is not None and ambiguous.kind == "timeout"
-                else ""
-            )
+        return EmptyRecycleBinOutcome(
+            summary=summary,
+            totals={"items": len(deleted), "bytes": sum(i.size for i in deleted)},
+            notes=[],
+            organisation_id=org,
+            deleted=[DeletedItem.of(i) for i in largest(deleted)],
+            remaining=len(after),
         )
-    summary = (
-        f"Deleted {len(deleted)} items ({human_bytes(sum(i.size for i in deleted))}) from the recycle bin of "
-        f"organisation {org}; {len(after)} items remain."
-    )
-    return EmptyRecycleBinOutcome(
-        summary=summary,
-        totals={"items": len(deleted), "bytes": sum(i.size for i in deleted)},
-        notes=notes,
-        organisation_id=org,
-        deleted=[DeletedItem.of(i) for i in largest(deleted)],
-        remaining=len(after),
-    )
+
+
+toolset.operation(EmptyRecycleBin())

@@ -1,0 +1,498 @@
+"""The kernel: one flow for every destructive operation, and the two tools generated from each.
+
+An `Operation` declares what is particular to it — its input model, how it observes the state, the
+plan's summary, its re-check and its execution with per-item accounting — and nothing of the flow.
+The kernel runs the flow in one order for all of them:
+
+    validate input → check the token without consuming it → ask the human (only about a token that
+    will be honoured, with a question built from the plan) → consume the token → re-check → execute,
+    with progress, cancellation and a watch for items beyond the plan → classify every item (the
+    `Ledger`) → scrub → audit → result
+
+Failures are translated and audited once, by the registry's wrapper (`registry.instrumented`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
+
+import anyio
+from mcp.server.mcpserver import Context, Elicit, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.fields import FieldInfo
+
+from purgewarden.clients.errors import ApiError
+from purgewarden.config import Settings
+from purgewarden.safety.errors import explain
+from purgewarden.safety.human import (
+    CANNOT_ELICIT,
+    TOKEN_REFUSED,
+    HumanAnswer,
+    HumanApproval,
+    NotAsked,
+    Question,
+    TypedApproval,
+    refusal_for,
+)
+from purgewarden.safety.outcome import BeyondPlan, Ledger
+from purgewarden.safety.plans import Claims, Refusal, Snapshot, compare, describe_totals
+from purgewarden.safety.state import AppState
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, quote
+
+InputT = TypeVar("InputT", bound=BaseModel)
+DataT = TypeVar("DataT")
+PlanT = TypeVar("PlanT", bound=PlanOutput)
+OutcomeT = TypeVar("OutcomeT", bound=OutcomeOutput)
+
+CONFIRM_DESCRIPTION = "The preview's confirmation_token, once the user approved"
+
+
+@dataclass
+class Call:
+    """One tool call's view of the server: what an operation may use, none of the flow."""
+
+    ctx: Context
+    state: AppState
+    tool: str
+    service: str
+
+    @property
+    def settings(self) -> Settings:
+        return self.state.settings
+
+    async def progress(self, done: float, total: float | None, message: str) -> None:
+        await self.ctx.report_progress(done, total, message)
+
+    def explain(self, error: ApiError) -> str:
+        """The error in words for the model (API text quoted), with no secret."""
+        return self.state.redactor.scrub(explain(error))
+
+    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+        params = self.ctx.request_context.session.client_params
+        client = params.client_info.name if params is not None else None
+        self.state.audit.record(
+            event, durable=durable, tool=self.tool, service=self.service, client=client, **fields
+        )
+
+
+@dataclass
+class Observation(Generic[DataT]):
+    """The state as read: the snapshot a plan is bound to, and what the operation keeps of the read."""
+
+    snapshot: Snapshot
+    data: DataT
+
+
+@dataclass
+class Run(Generic[InputT, DataT]):
+    """A confirmed execution: what it may act on and where it accounts for every item."""
+
+    call: Call
+    args: InputT
+    target: dict[str, Any]
+    observation: Observation[DataT]
+    """The re-checked state: at most what the user approved."""
+    planned: Mapping[str, int]
+    notes: list[str]
+    ledger: Ledger
+    beyond: BeyondPlan | None = None
+
+    async def between_requests(self) -> None:
+        """Where a cancellation lands: never inside a request that was sent."""
+        await anyio.lowlevel.checkpoint()
+
+
+class Operation(ABC, Generic[InputT, DataT, PlanT, OutcomeT]):
+    """One destructive operation, declared once; the kernel makes its preview and destructive tools."""
+
+    service: ClassVar[str]
+    name: ClassVar[str]
+    """`empty_recycle_bin` → tools `cocoon_preview_empty_recycle_bin` and `cocoon_empty_recycle_bin`."""
+    title: ClassVar[str]
+    preview_title: ClassVar[str]
+    description: ClassVar[str]
+    preview_description: ClassVar[str]
+    Input: type[InputT]
+    Plan: type[PlanT]
+    Outcome: type[OutcomeT]
+    empties_everything: ClassVar[bool] = False
+    """The API offers only "destroy everything": the kernel watches for items arriving during the call."""
+    destructive_fields: ClassVar[tuple[str, ...]] = ()
+    """Input fields only the destructive tool takes (e.g. `wait`)."""
+
+    @property
+    def tool(self) -> str:
+        return f"{self.service}_{self.name}"
+
+    @property
+    def preview_tool(self) -> str:
+        return f"{self.service}_preview_{self.name}"
+
+    @abstractmethod
+    def credential(self, call: Call) -> str:
+        """The fingerprint of the credential in use (raises ToolError when the service is not configured)."""
+
+    @abstractmethod
+    def target(self, call: Call, args: InputT) -> dict[str, Any]:
+        """The canonical arguments that decide what is destroyed: what the token is bound to."""
+
+    def typed_target(self, target: Mapping[str, Any]) -> str | None:
+        """What the user types to approve a large plan; None: the item count."""
+        return None
+
+    @abstractmethod
+    def blast_radius(self, totals: Mapping[str, int]) -> int:
+        """How many items a plan destroys (for the typed confirmation and the operator's cap)."""
+
+    @abstractmethod
+    async def observe(self, call: Call, args: InputT) -> Observation[DataT]:
+        """Read the state the operation would act on now."""
+
+    async def recheck(self, call: Call, args: InputT, held: Snapshot | None) -> Observation[DataT]:
+        """Re-read the state right before acting; `held` is the previewed snapshot when this server has it."""
+        return await self.observe(call, args)
+
+    @abstractmethod
+    def summary(self, target: Mapping[str, Any], observation: Observation[DataT]) -> str:
+        """One sentence naming what would be destroyed (API values only through `quote`): the plan's
+        summary and the question put to the human."""
+
+    @abstractmethod
+    async def plan(
+        self, call: Call, args: InputT, observation: Observation[DataT]
+    ) -> tuple[list[str], dict[str, Any]]:
+        """The preview's warnings and its own fields of `Plan`."""
+
+    @abstractmethod
+    async def execute(self, run: Run[InputT, DataT]) -> OutcomeT:
+        """Carry out the run, settling every item in `run.ledger` (fates from `ApiError.fate`)."""
+
+    async def glimpse(self, call: Call, args: InputT) -> Mapping[str, str]:
+        """For `empties_everything`: the items there now, id → what the API tells about it (quoted)."""
+        raise NotImplementedError
+
+
+# --- the flow --------------------------------------------------------------------------------------
+
+
+def validated(op: Operation[InputT, Any, Any, Any], arguments: Mapping[str, Any]) -> InputT:
+    try:
+        return op.Input.model_validate(dict(arguments))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ToolError(f"Invalid arguments: {problems}. Fix them and call the tool again.") from None
+
+
+def question_for(
+    op: Operation[Any, Any, Any, Any], claims: Claims, target: Mapping[str, Any], settings: Settings
+) -> Question:
+    """The question about a checked token (whose target `check` proved is this call's)."""
+    size = op.blast_radius(claims.totals)
+    if size <= settings.typed_confirmation_over:
+        return Question(claims.summary)
+    typed = op.typed_target(target)
+    if typed is None:
+        return Question(claims.summary, expected=str(size), expected_is_count=True)
+    return Question(claims.summary, expected=typed)
+
+
+def over_cap(op: Operation[Any, Any, Any, Any], totals: Mapping[str, int], settings: Settings) -> str | None:
+    cap = settings.max_items
+    size = op.blast_radius(totals)
+    if cap is None or size <= cap:
+        return None
+    return (
+        f"This plan destroys {size:,} items, more than this server's cap of {cap:,} (PURGEWARDEN_MAX_ITEMS): it "
+        "cannot be confirmed. Narrow the selection, or ask the operator to raise the cap."
+    )
+
+
+def issue_plan(
+    op: Operation[InputT, DataT, PlanT, Any],
+    call: Call,
+    target: dict[str, Any],
+    observation: Observation[DataT],
+    warnings: list[str],
+    fields: dict[str, Any],
+) -> PlanT:
+    """A plan for the user, with a token unless it is beyond the operator's cap; audits the preview."""
+    snapshot = observation.snapshot
+    summary = op.summary(target, observation)
+    capped = over_cap(op, snapshot.totals, call.settings)
+    token: str | None = None
+    expires: str | None = None
+    if capped is None:
+        issued = call.state.confirmations.issue(op.tool, target, op.credential(call), snapshot, summary)
+        token, expires = issued.token, issued.expires_at
+    else:
+        warnings = [*warnings, capped]
+    call.audit(
+        "preview",
+        plan_for=op.tool,
+        target=target,
+        plan_digest=snapshot.digest,
+        counts=dict(snapshot.totals),
+        confirmable=capped is None,
+    )
+    return op.Plan(
+        summary=summary,
+        totals=dict(snapshot.totals),
+        warnings=warnings,
+        confirmation_token=token,
+        expires_at=expires,
+        **fields,
+    )
+
+
+async def preview(op: Operation[InputT, Any, PlanT, Any], call: Call, args: InputT) -> PlanT:
+    target = op.target(call, args)
+    observation = await op.observe(call, args)
+    warnings, fields = await op.plan(call, args, observation)
+    return issue_plan(op, call, target, observation, warnings, fields)
+
+
+def checked(
+    op: Operation[InputT, Any, Any, Any], call: Call, args: InputT, confirm: str
+) -> tuple[dict[str, Any], Claims]:
+    target = op.target(call, args)
+    claims = call.state.confirmations.check(
+        confirm, tool=op.tool, preview_tool=op.preview_tool, arguments=target, credential=op.credential(call)
+    )
+    return target, claims
+
+
+async def carry_out(
+    op: Operation[InputT, DataT, PlanT, OutcomeT], call: Call, args: InputT, confirm: str, human: HumanAnswer
+) -> OutcomeT:
+    settings = call.settings
+    target, claims = checked(op, call, args, confirm)
+    refusal = refusal_for(
+        human, question_for(op, claims, target, settings), require_human=settings.require_human, tool=op.tool
+    )
+    if refusal is not None:
+        raise refusal
+    held = call.state.confirmations.consume(claims)
+    observation = await op.recheck(call, args, held)
+    verdict = compare(claims.totals, claims.state, held.members if held else None, observation.snapshot)
+    now = observation.snapshot.totals
+    if verdict == "grown":
+        warnings, fields = await op.plan(call, args, observation)
+        fresh = issue_plan(op, call, target, observation, warnings, fields)
+        offer = (
+            f'if they approve it, call {op.tool} again with the same arguments and confirm="{fresh.confirmation_token}" '
+            f"(expires {fresh.expires_at})."
+            if fresh.confirmation_token
+            else "it cannot be confirmed: " + fresh.warnings[-1]
+        )
+        raise Refusal(
+            "state_grew",
+            f"Refused: the state changed since the preview and the operation would now destroy more than the "
+            f"user approved (planned {describe_totals(claims.totals)}; now {describe_totals(now)}). Nothing was "
+            f"deleted. New plan: {fresh.summary} Show the user this new plan; {offer}",
+        )
+    capped = over_cap(op, now, settings)
+    if capped is not None:
+        raise Refusal("over_cap", f"Refused: {capped} Nothing was deleted.")
+    call.audit(
+        "confirmed",
+        durable=True,
+        target=target,
+        plan_digest=claims.state,
+        counts=dict(now),
+        verdict=verdict,
+    )
+    notes = []
+    if verdict == "shrunk":
+        notes.append(
+            f"The state shrank since the preview (planned {describe_totals(claims.totals)}; now "
+            f"{describe_totals(now)}); only what still exists was acted on."
+        )
+    run = Run(call, args, target, observation, claims.totals, notes, Ledger(track_ids=True))
+    try:
+        outcome = await watched(op, run) if op.empties_everything else await op.execute(run)
+    except anyio.get_cancelled_exc_class():
+        call.audit("cancelled", durable=True, target=target, accounting=run.ledger.totals())
+        raise
+    except ApiError as error:
+        call.audit(
+            "failed",
+            durable=True,
+            target=target,
+            error=error.summary,
+            status=error.status,
+            code=error.code,
+            fate=error.fate,
+            accounting=run.ledger.totals(),
+        )
+        raise ToolError(unfinished(call, error, run)) from None
+    outcome.accounting = run.ledger.totals()
+    if run.beyond is not None and run.beyond.count:
+        outcome.notes.append(run.beyond.note())
+    outcome.notes[:0] = run.notes
+    call.audit(
+        "outcome",
+        durable=True,
+        target=target,
+        outcome=outcome.summary,
+        counts=outcome.totals,
+        accounting=outcome.accounting,
+        notes=outcome.notes,
+        beyond_plan=dict(run.beyond.items) if run.beyond else {},
+    )
+    return outcome
+
+
+def unfinished(call: Call, error: ApiError, run: Run[Any, Any]) -> str:
+    """The words for a run that an API failure stopped: what failed, and what is known of each item."""
+    counts = run.ledger.counts
+    known = (
+        f"Accounting so far: {counts['carried_out']:,} carried out, {counts['not_carried_out']:,} not carried "
+        f"out, {counts['unknown']:,} unknown."
+    )
+    if error.fate == "unknown":
+        known += " The failed request may yet be carried out by the API: read the state again before acting on this."
+    return f"The run stopped at {error.operation}: {call.explain(error)} {known}"
+
+
+async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, DataT]) -> OutcomeT:
+    """Execute an "empty everything" run while watching for items that arrive meanwhile; afterwards,
+    report those that were destroyed beyond the plan."""
+    seen: dict[str, str] = {}
+    interval = run.call.settings.watch_interval
+
+    async def watch() -> None:
+        while True:
+            with contextlib.suppress(ApiError):  # a missed glance only narrows what can be reported
+                seen.update(await op.glimpse(run.call, run.args))
+            await anyio.sleep(interval)
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                outcome = await op.execute(run)
+            finally:
+                group.cancel_scope.cancel()
+    except BaseExceptionGroup as failed:  # the watcher never raises: the failure is the execution's
+        raise failed.exceptions[0] from None
+    planned = run.observation.snapshot.members
+    left = await op.glimpse(run.call, run.args) if seen.keys() - planned else {}
+    beyond = {quote(i): what for i, what in seen.items() if i not in planned and i not in left}
+    run.beyond = BeyondPlan(beyond)
+    return outcome
+
+
+# --- the tools -------------------------------------------------------------------------------------
+
+
+def _parameter(name: str, info: FieldInfo) -> inspect.Parameter:
+    """A tool parameter with the input model field's type, constraints, description and default."""
+    metadata = [*info.metadata]
+    if info.description:
+        metadata.append(Field(description=info.description))
+    annotation: Any = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+    if info.default_factory is not None:
+        default = cast(Callable[[], Any], info.default_factory)()
+    elif info.is_required():
+        default = inspect.Parameter.empty
+    else:
+        default = info.default
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _generated(
+    name: str, body: Callable[..., Awaitable[Any]], params: list[inspect.Parameter], returns: Any
+) -> Any:
+    """Give `body(**kwargs)` the signature the SDK reads to build a tool's schema (or a resolver's inputs)."""
+    body.__name__ = body.__qualname__ = name
+    body.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    body.__annotations__ = {
+        p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty
+    }
+    body.__annotations__["return"] = returns
+    return body
+
+
+def _context_parameter() -> inspect.Parameter:
+    return inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
+
+
+def _call(ctx: Context, op: Operation[Any, Any, Any, Any], tool: str) -> Call:
+    return Call(ctx, cast(AppState, ctx.request_context.lifespan_context), tool, op.service)
+
+
+def preview_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitable[PlanOutput]]:
+    fields = {n: f for n, f in op.Input.model_fields.items() if n not in op.destructive_fields}
+
+    async def run(ctx: Context, **arguments: Any) -> PlanOutput:
+        call = _call(ctx, op, op.preview_tool)
+        return await preview(op, call, validated(op, arguments))
+
+    run.__doc__ = op.preview_description
+
+    params = [_context_parameter(), *(_parameter(n, f) for n, f in fields.items())]
+    return cast(Callable[..., Awaitable[PlanOutput]], _generated(op.preview_tool, run, params, op.Plan))
+
+
+def destructive_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitable[OutcomeOutput]]:
+    fields = op.Input.model_fields
+    by_name = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in fields]
+
+    async def ask(
+        ctx: Context, confirm: str, **arguments: Any
+    ) -> HumanApproval | TypedApproval | NotAsked | Elicit[Any]:
+        capabilities = ctx.client_capabilities
+        if capabilities is None or capabilities.elicitation is None:
+            return NotAsked(why=CANNOT_ELICIT)
+        call = _call(ctx, op, op.tool)
+        try:
+            target, claims = checked(op, call, validated(op, arguments), confirm)
+        except ToolError:
+            return NotAsked(why=TOKEN_REFUSED)  # the tool body refuses it, with the reason
+        question = question_for(op, claims, target, call.settings)
+        return Elicit(question.message, question.schema)
+
+    resolver = _generated(
+        f"ask_human_{op.tool}",
+        ask,
+        [_context_parameter(), inspect.Parameter("confirm", inspect.Parameter.KEYWORD_ONLY), *by_name],
+        HumanApproval | TypedApproval | NotAsked | Elicit[Any],
+    )
+
+    async def run(ctx: Context, confirm: str, human: HumanAnswer, **arguments: Any) -> OutcomeOutput:
+        call = _call(ctx, op, op.tool)
+        return await carry_out(op, call, validated(op, arguments), confirm, human)
+
+    run.__doc__ = op.description
+
+    required = [_parameter(n, f) for n, f in fields.items() if f.is_required()]
+    optional = [_parameter(n, f) for n, f in fields.items() if not f.is_required()]
+    confirm = inspect.Parameter(
+        "confirm",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[str, Field(description=CONFIRM_DESCRIPTION)],
+    )
+    human = inspect.Parameter(
+        "human", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[HumanAnswer, Resolve(resolver)]
+    )
+    params = [_context_parameter(), *required, confirm, human, *optional]
+    return cast(Callable[..., Awaitable[OutcomeOutput]], _generated(op.tool, run, params, op.Outcome))
+
+
+__all__ = [
+    "Call",
+    "Observation",
+    "Operation",
+    "Run",
+    "destructive_tool",
+    "preview_tool",
+]

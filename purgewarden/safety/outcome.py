@@ -1,0 +1,77 @@
+"""Per-item accounting of a destructive run: every approved item ends carried out, not carried out, or unknown.
+
+The answer for one request comes from `ApiError.fate` (clients/errors.py); a read-back can only turn
+"unknown" into "carried out" (the item is gone). An item still present after an ambiguous request is
+never "not carried out": the request may yet be executed, so it stays unknown and the outcome says how
+to check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from purgewarden.clients.errors import Fate
+
+FATES: tuple[Fate, ...] = ("carried_out", "not_carried_out", "unknown")
+SAMPLE = 5
+"""Ids kept per fate, to name examples without growing with the run."""
+MAY_YET_HAPPEN = (
+    "it may yet be carried out: the request was sent and its answer lost, so the API may still act on it"
+)
+
+
+def after_read_back(fate: Fate, still_present: bool | None) -> Fate:
+    """One item's fate, from its request's fate and a read-back (None: not read back)."""
+    if fate == "unknown" and still_present is False:
+        return "carried_out"
+    return fate
+
+
+@dataclass
+class Ledger:
+    """Counts per fate, with a few example ids each and, for small runs, each id's fate and why."""
+
+    track_ids: bool = False
+    counts: dict[Fate, int] = field(default_factory=lambda: dict.fromkeys(FATES, 0))
+    samples: dict[Fate, list[str]] = field(default_factory=lambda: {f: [] for f in FATES})
+    per_id: dict[str, str] = field(default_factory=dict)
+
+    def settle(self, fate: Fate, ids: Iterable[str] = (), *, count: int | None = None, why: str = "") -> None:
+        """Record `ids` (or an anonymous `count` of items) as having met `fate`."""
+        listed = list(ids)
+        self.counts[fate] += len(listed) if count is None else count
+        room = SAMPLE - len(self.samples[fate])
+        if room > 0:
+            self.samples[fate].extend(listed[:room])
+        if self.track_ids:
+            label = fate if not why else f"{fate}: {why}"
+            for item in listed:
+                self.per_id[item] = label
+
+    @property
+    def settled(self) -> int:
+        return sum(self.counts.values())
+
+    def totals(self) -> dict[str, int]:
+        return {fate: self.counts[fate] for fate in FATES}
+
+
+@dataclass(frozen=True)
+class BeyondPlan:
+    """Items an "empty everything" call destroyed that were not in the approved plan."""
+
+    items: Mapping[str, str]
+    """id → what the API told about the item when it was last seen (quoted text)."""
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
+
+    def note(self) -> str:
+        shown = "; ".join(f"{i}: {what}" for i, what in list(sorted(self.items.items()))[:SAMPLE])
+        return (
+            f"{self.count} item{'' if self.count == 1 else 's'} that arrived after the approval and were not "
+            f"in the plan {'was' if self.count == 1 else 'were'} destroyed by the same call (the API can only "
+            f"empty everything): {shown}."
+        )
