@@ -1,13 +1,18 @@
-"""Settings from the environment (and CLI flags), read once at start-up."""
+"""Settings from the environment (and CLI flags), read once at start-up.
+
+The variables read are exactly those in `ENVIRONMENT` (and the README's configuration table, which a
+test keeps equal to it): the vendors' own names for their credentials and URLs, `PURGEWARDEN_*` for ours.
+Nothing is guessed from field names, so a documented variable cannot silently go unread.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 Toolset = Literal["katapult", "vault", "cocoon"]
 ALL_TOOLSETS: tuple[Toolset, ...] = ("katapult", "vault", "cocoon")
@@ -56,24 +61,29 @@ class Settings(BaseModel):
         1.0, gt=0, description="Seconds between looks at the state while an empty-everything call runs"
     )
 
+    @field_validator("toolsets", mode="before")
+    @classmethod
+    def _toolsets_from_text(cls, value: Any) -> Any:
+        return parse_toolsets(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts_from_text(cls, value: Any) -> Any:
+        return tuple(h.strip() for h in value.split(",") if h.strip()) if isinstance(value, str) else value
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from the variables in `ENVIRONMENT` (an empty one counts as unset), then `overrides`.
+
+        A bad value raises `ConfigError` naming the variable it came from.
+        """
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            # Vendor settings use the vendors' own variable names; ours carry the PURGEWARDEN_ prefix.
-            vendor = name.startswith(("katapult_", "pvault_", "cocoon_"))
-            key = name.upper() if vendor else f"PURGEWARDEN_{name.upper()}"
-            if env.get(key):
-                values[name] = env[key]
-        if "toolsets" in values:
-            values["toolsets"] = parse_toolsets(str(values["toolsets"]))
-        if "allowed_hosts" in values:
-            values["allowed_hosts"] = tuple(
-                h.strip() for h in str(values["allowed_hosts"]).split(",") if h.strip()
-            )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values)
+        from_env = {field: env[name] for name, field in ENVIRONMENT.items() if env.get(name)}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            return cls.model_validate({**from_env, **given})
+        except ValidationError as exc:
+            raise ConfigError(_problems(exc, from_env.keys() - given.keys())) from None
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction."""
@@ -85,6 +95,54 @@ class Settings(BaseModel):
             self.http_token,
         ]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+
+
+ENVIRONMENT: Mapping[str, str] = {
+    "KATAPULT_API_TOKEN": "katapult_api_token",
+    "KATAPULT_API_URL": "katapult_api_url",
+    "PVAULT_API_KEY": "pvault_api_key",
+    "PVAULT_URL": "pvault_url",
+    "PVAULT_MAX_PAGE_SIZE": "pvault_max_page_size",
+    "COCOON_ACCESS_TOKEN": "cocoon_access_token",
+    "COCOON_ACCESS_SERVICE_URL": "cocoon_access_service_url",
+    "COCOON_ORGANISATION_ID": "cocoon_organisation_id",
+    "PURGEWARDEN_TOOLSETS": "toolsets",
+    "PURGEWARDEN_READ_ONLY": "read_only",
+    "PURGEWARDEN_REQUIRE_HUMAN": "require_human",
+    "PURGEWARDEN_SECRET": "secret",
+    "PURGEWARDEN_CONFIRMATION_TTL": "confirmation_ttl",
+    "PURGEWARDEN_TYPED_CONFIRMATION_OVER": "typed_confirmation_over",
+    "PURGEWARDEN_MAX_ITEMS": "max_items",
+    "PURGEWARDEN_AUDIT_LOG": "audit_log",
+    "PURGEWARDEN_HTTP_TOKEN": "http_token",
+    "PURGEWARDEN_ALLOWED_HOSTS": "allowed_hosts",
+    "PURGEWARDEN_LOG_LEVEL": "log_level",
+    "PURGEWARDEN_HTTP_TIMEOUT": "http_timeout",
+    "PURGEWARDEN_RETRY_ATTEMPTS": "retry_attempts",
+    "PURGEWARDEN_VAULT_DELETE_CONCURRENCY": "vault_delete_concurrency",
+    "PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY": "katapult_page_concurrency",
+    "PURGEWARDEN_WATCH_INTERVAL": "watch_interval",
+}
+"""Every environment variable the server reads, and the setting it sets. `retry_base_delay` and
+`katapult_task_poll_interval` are left out on purpose: they tune tests, not deployments."""
+
+VARIABLE_OF_FIELD = {field: name for name, field in ENVIRONMENT.items()}
+
+
+class ConfigError(ValueError):
+    """A setting's value is not valid; the message names the variable (or flag) it came from."""
+
+
+def _problems(exc: ValidationError, from_env: Set[str]) -> str:
+    """Each bad value with the variable it came from (else its setting); a secret's value is never shown."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        where = VARIABLE_OF_FIELD[field] if field in from_env else f"setting {field}"
+        secret = SecretStr in get_args(Settings.model_fields[field].annotation) if field else False
+        shown = "" if secret else f" (got {str(error.get('input'))[:60]!r})"
+        problems.append(f"{where}: {error['msg']}{shown}")
+    return "; ".join(problems)
 
 
 def parse_toolsets(text: str) -> tuple[Toolset, ...]:

@@ -1,9 +1,11 @@
 """What every API client shares: one pooled httpx2 client, error translation, retries and pacing.
 
 Data flows one way: a tool calls a client method, the method calls `_call`, and every failure
-comes back as `ApiError`. Reads are retried on 429/503/504 and broken connections with
-exponential backoff and full jitter; writes are re-sent only when the failure proves the API did
-nothing (`ApiError.not_carried_out`), otherwise the caller reconciles by reading state.
+comes back as `ApiError`. A request that cannot be built (a value that is not one path segment, a
+URL too long) is refused here, before anything is sent. Reads are retried on 429/503/504 and broken
+connections with exponential backoff and full jitter; writes are re-sent only when the failure
+proves the API did nothing (`ApiError.not_carried_out`), otherwise the caller reconciles by reading
+state.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import anyio
 import httpx2
@@ -23,6 +26,10 @@ from purgewarden.clients.errors import ApiError
 
 M = TypeVar("M")
 Params = Mapping[str, str | int | bool | list[str]]
+
+MAX_URL_CHARS = 16_000
+"""Longer URLs are refused before sending: servers and proxies in front of them start answering 414
+(or dropping the connection) somewhere past 8 KB, and a 250-id Vault lookup needs about 10,500."""
 
 
 @dataclass(frozen=True)
@@ -116,15 +123,10 @@ class ServiceClient:
         json_body: Any,
         headers: Mapping[str, str] | None,
     ) -> Any:
+        request = self._build(operation, method, path, params, json_body, headers)
         await self._before_request()
-        content = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
-        request_headers = dict(headers or {})
-        if content is not None:
-            request_headers["Content-Type"] = "application/json"
         try:
-            response = await self._http.request(
-                method, path, params=params, content=content, headers=request_headers
-            )
+            response = await self._http.send(request)
         except httpx2.TimeoutException as exc:
             connect = isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
             raise ApiError(
@@ -140,7 +142,15 @@ class ServiceClient:
                 operation,
                 "connection",
                 message=str(exc) or type(exc).__name__,
-                sent=not isinstance(exc, httpx2.ConnectError),
+                sent=not isinstance(exc, httpx2.ConnectError | httpx2.UnsupportedProtocol),
+            ) from exc
+        except httpx2.RequestError as exc:
+            # After sending (e.g. a body that cannot be decoded): the call went through, its answer is lost.
+            raise ApiError(
+                self.service,
+                operation,
+                "malformed",
+                message=f"the answer could not be read: {str(exc) or type(exc).__name__}",
             ) from exc
         self._after_response(response)
         if not response.is_success:
@@ -159,17 +169,75 @@ class ServiceClient:
                 request_id=response.headers.get("x-request-id"),
             ) from exc
 
+    def _build(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        params: Params | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> httpx2.Request:
+        """The request as it would be sent, or `ApiError(kind="invalid_request")` if it cannot be."""
+        content = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        request_headers = dict(headers or {})
+        if content is not None:
+            request_headers["Content-Type"] = "application/json"
+        try:
+            query = urlencode(params or {}, doseq=True)
+            length = len(self._options["base_url"]) + len(path) + 1 + len(query)
+            if length > MAX_URL_CHARS:
+                raise self._invalid(
+                    operation, f"the URL would be too long ({length:,} characters; at most {MAX_URL_CHARS:,})"
+                )
+            return self._http.build_request(
+                method, path, params=params, content=content, headers=request_headers
+            )
+        except httpx2.InvalidURL as exc:
+            raise self._invalid(operation, f"the URL would not be valid ({exc})") from exc
+        except UnicodeEncodeError as exc:
+            raise self._invalid(
+                operation, "a value cannot be encoded (headers must be plain ASCII, text valid Unicode)"
+            ) from exc
+        except (httpx2.HTTPError, httpx2.StreamError, httpx2.CookieConflict) as exc:
+            raise self._invalid(operation, str(exc) or type(exc).__name__) from exc
+
+    def _invalid(self, operation: str, problem: str) -> ApiError:
+        return ApiError(
+            self.service,
+            operation,
+            "invalid_request",
+            message=f"the request could not be sent: {problem}",
+            sent=False,
+        )
+
+    def _path_segment(self, operation: str, value: str) -> str:
+        """`value` percent-encoded as exactly one path segment, so no input can reach another route.
+
+        "", "." and ".." would vanish or climb a level once the URL is normalised (a collection ".."
+        would turn `/data/collections/../count/objects` into `/data/count/objects`): refused, unsent.
+        """
+        if value in ("", ".", ".."):
+            raise self._invalid(operation, f"{value!r} cannot be used as a name in the URL")
+        try:
+            return quote(value, safe="")
+        except UnicodeEncodeError as exc:
+            raise self._invalid(operation, "a name in the URL is not valid text") from exc
+
     def _parsed(self, operation: str, adapter: TypeAdapter[M], data: Any) -> M:
         """The typed answer; a body of another shape is an `ApiError` (the call itself went through)."""
         try:
             return adapter.validate_python(data)
         except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(map(str, first["loc"])) or "the top level"
             raise ApiError(
                 self.service,
                 operation,
                 "malformed",
                 status=200,
-                message=f"the API answered with a body of an unexpected shape ({exc.error_count()} problems)",
+                message=f"the API answered with a body of an unexpected shape ({exc.error_count()} problems; "
+                f"first at {where}: {first['msg']})",
             ) from exc
 
     def _error_from(self, operation: str, response: httpx2.Response) -> ApiError:

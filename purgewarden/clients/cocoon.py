@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from purgewarden.clients.base import ServiceClient
 
@@ -37,6 +36,9 @@ class RecycleBinPage(BaseModel):
     offset: int
 
 
+_PAGE = TypeAdapter(RecycleBinPage)
+
+
 class CocoonClient(ServiceClient):
     service = "cocoon"
     api_prefix = "/api/v1"
@@ -61,15 +63,15 @@ class CocoonClient(ServiceClient):
         data = await self._call(
             "list_recycle_bin",
             "GET",
-            f"/organisations/{quote(organisation_id, safe='')}/recycle-bin/items",
+            f"/organisations/{self._path_segment('list_recycle_bin', organisation_id)}/recycle-bin/items",
             params={"limit": limit, "offset": offset, "sortBy": sort_by, "orderBy": order_by.upper()},
         )
-        return RecycleBinPage.model_validate(data)
+        return self._parsed("list_recycle_bin", _PAGE, data)
 
     async def empty_recycle_bin(self, organisation_id: str) -> None:
         await self._call(
             "empty_recycle_bin",
             "DELETE",
-            f"/organisations/{quote(organisation_id, safe='')}/recycle-bin/items",
+            f"/organisations/{self._path_segment('empty_recycle_bin', organisation_id)}/recycle-bin/items",
             idempotent=False,
         )

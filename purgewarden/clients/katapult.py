@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from purgewarden.clients.base import Params, ServiceClient
 from purgewarden.clients.errors import ApiError
@@ -98,6 +98,29 @@ class Bucket(_Model):
     serve_static_site: bool = False
     public_url: str | None = None
     access_control_list: AccessControlList = Field(default_factory=AccessControlList)
+
+
+class OrganizationList(_Model):
+    organizations: list[Organization]
+
+
+class TaskEnvelope(_Model):
+    task: Task
+
+
+class BucketEnvelope(_Model):
+    object_storage_bucket: Bucket
+
+
+class RevokeResult(_Model):
+    success: bool
+
+
+_ORGANIZATIONS = TypeAdapter(OrganizationList)
+_TRASH_PAGE = TypeAdapter(TrashObjectPage)
+_TASK = TypeAdapter(TaskEnvelope)
+_BUCKET = TypeAdapter(BucketEnvelope)
+_REVOKED = TypeAdapter(RevokeResult)
 
 
 def organization_lookup(reference: str) -> dict[str, str]:
@@ -192,7 +215,7 @@ class KatapultClient(ServiceClient):
 
     async def list_organizations(self) -> list[Organization]:
         data = await self._call("list_organizations", "GET", "/organizations")
-        return [Organization.model_validate(o) for o in data["organizations"]]
+        return self._parsed("list_organizations", _ORGANIZATIONS, data).organizations
 
     async def list_trash_objects(
         self, organization: Mapping[str, str], *, page: int = 1, per_page: int = 30
@@ -203,7 +226,7 @@ class KatapultClient(ServiceClient):
             "per_page": per_page,
         }
         data = await self._call("list_trash_objects", "GET", "/organizations/_/trash_objects", params=params)
-        return TrashObjectPage.model_validate(data)
+        return self._parsed("list_trash_objects", _TRASH_PAGE, data)
 
     async def list_all_trash_objects(
         self, organization: Mapping[str, str], *, concurrency: int = 4
@@ -255,16 +278,16 @@ class KatapultClient(ServiceClient):
             json_body={"organization": dict(organization)},
             idempotent=False,
         )
-        return Task.model_validate(data["task"])
+        return self._parsed("purge_all_trash_objects", _TASK, data).task
 
     async def get_task(self, task_id: str) -> Task:
         data = await self._call("get_task", "GET", "/tasks/_", params={"task[id]": task_id})
-        return Task.model_validate(data["task"])
+        return self._parsed("get_task", _TASK, data).task
 
     async def get_bucket(self, region: str, name: str) -> Bucket:
         params = {"object_storage_cluster[region]": region, "bucket[name]": name}
         data = await self._call("get_bucket", "GET", "/object_storage/_/buckets/_", params=params)
-        return Bucket.model_validate(data["object_storage_bucket"])
+        return self._parsed("get_bucket", _BUCKET, data).object_storage_bucket
 
     async def revoke_presigned_urls(self, region: str, name: str) -> bool:
         """Invalidate every URL presigned so far for any object in the bucket; True when Katapult says so."""
@@ -275,7 +298,7 @@ class KatapultClient(ServiceClient):
             json_body={"object_storage_cluster": {"region": region}, "bucket": {"name": name}},
             idempotent=False,
         )
-        return bool(data.get("success")) if isinstance(data, dict) else False
+        return self._parsed("revoke_presigned_urls", _REVOKED, data).success
 
 
 def _first(group: BaseExceptionGroup[ApiError]) -> ApiError:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from purgewarden.clients.base import ServiceClient
 
@@ -43,7 +42,10 @@ class _Model(BaseModel):
 
 class Property(_Model):
     name: str
-    data_type: str = ""
+    data_type_name: str = Field(
+        "", validation_alias=AliasChoices("data_type_name", "data_type"), description="e.g. EMAIL, STRING"
+    )
+    """`data_type_name` in the official client's types; `data_type` (our emulator's old name) still read."""
     description: str = ""
 
 
@@ -158,7 +160,7 @@ class VaultClient(ServiceClient):
         data = await self._call(
             "count_objects",
             "GET",
-            f"/data/collections/{_segment(collection)}/count/objects",
+            f"/data/collections/{self._path_segment('count_objects', collection)}/count/objects",
             params=_reason(reason, adhoc_reason),
             headers=_tenants(tenants),
         )
@@ -188,7 +190,7 @@ class VaultClient(ServiceClient):
         data = await self._call(
             "list_objects",
             "GET",
-            f"/data/collections/{_segment(collection)}/objects",
+            f"/data/collections/{self._path_segment('list_objects', collection)}/objects",
             params=params,
             headers=_tenants(tenants),
         )
@@ -210,7 +212,7 @@ class VaultClient(ServiceClient):
         data = await self._call(
             "search_objects",
             "POST",
-            f"/data/collections/{_segment(collection)}/query/objects",
+            f"/data/collections/{self._path_segment('search_objects', collection)}/query/objects",
             params=_page_params(reason, adhoc_reason, archived, page_size, cursor, props),
             json_body=query.body(),
             headers=_tenants(tenants),
@@ -234,7 +236,7 @@ class VaultClient(ServiceClient):
         data = await self._call(
             "delete_objects",
             "DELETE",
-            f"/data/collections/{_segment(collection)}/bulk/objects",
+            f"/data/collections/{self._path_segment('delete_objects', collection)}/bulk/objects",
             params=params,
             json_body=[{"id": object_id} for object_id in ids],
             headers=_tenants(tenants),
@@ -264,11 +266,6 @@ class VaultClient(ServiceClient):
             idempotent=dry_run,
         )
         return self._parsed("garbage_collection", _GC_COUNTS, data)
-
-
-def _segment(name: str) -> str:
-    """A collection name as one path segment, so no input can step into another route."""
-    return quote(name, safe="")
 
 
 def _reason(reason: Reason, adhoc_reason: str | None) -> dict[str, str]:

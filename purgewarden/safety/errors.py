@@ -1,22 +1,30 @@
 """The one place where API failures become words for the model: what failed, why, and what to do next.
 
-Every error code documented in `shared/api/*.md` has an entry; anything else falls back to its HTTP
-status, and transport failures to their kind. The text never includes a secret (it is scrubbed by
-the caller's redactor) and always ends with a next step.
+Every error code documented in `shared/api/*.md` has an entry (a test parses them); anything else falls
+back to its HTTP status, and failures without an answer to their kind. The text is one line, never
+includes a secret (it is scrubbed by the caller's redactor) and always ends with a next step. Whatever
+the API said (its message, detail fields, request id, an unusual code) appears only through `quote`:
+it is data, and cannot pass for our words.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from purgewarden.clients.errors import ApiError
+from purgewarden.safety.text import quote
 
 SERVICE_NAMES = {"katapult": "Katapult", "vault": "Piiano Vault", "cocoon": "Cocoon Data"}
 
 PREVIEW_AGAIN = "Preview again to see the current state before retrying."
 TELL_USER = "Tell the user; this needs a change on their side before retrying."
+UNKNOWN_FATE = "It is not known whether it was carried out; " + PREVIEW_AGAIN.lower()
+DETAIL_ITEMS = 5
+"""A detail list or mapping shows this many entries at most: one hostile field cannot flood the text."""
+_PLAIN_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,7 @@ VAULT: Mapping[str, Entry] = {
     "PV1010": Entry("the Vault cannot reach its database", "Try again later and tell the user."),
     "PV1011": Entry("the user of this API key is disabled", TELL_USER),
     "PV1012": Entry(
-        "the request did not match the Vault API ({detail})", "Check the arguments and try again."
+        "the request did not match the Vault API: {_message}", "Check the arguments and try again."
     ),
     "PV1013": Entry("the Vault license has expired", TELL_USER),
     "PV1026": Entry(
@@ -147,6 +155,11 @@ VAULT: Mapping[str, Entry] = {
     "PV2001": Entry(
         "this Vault version does not implement the operation", "Ask the user to upgrade the Vault."
     ),
+    "PV3005": Entry(
+        "the object was not found in the requested state (already deleted, or archived rather than active, "
+        "or the other way round)",
+        "List the objects again to get current ids (a bulk delete that met this deleted nothing).",
+    ),
     "PV3009": Entry("the token was not found", "List again to get the current state."),
     "PV3218": Entry(
         "another request was updating the same objects at the same time",
@@ -155,10 +168,6 @@ VAULT: Mapping[str, Entry] = {
 }
 
 BY_STATUS: Mapping[int, Entry] = {
-    200: Entry(
-        "the answer could not be read (not the JSON the API documents)",
-        "Check that the service URL points at the API; " + PREVIEW_AGAIN.lower(),
-    ),
     400: Entry("the request was rejected as invalid", "Check the arguments and call the tool again."),
     401: Entry(
         "the credential was rejected", "Ask the user to check the credential, then restart the server."
@@ -168,6 +177,7 @@ BY_STATUS: Mapping[int, Entry] = {
     ),
     404: Entry("the target was not found", "List again to find the right target."),
     405: Entry("the operation is not allowed here", TELL_USER),
+    406: Entry("the request cannot be carried out in the current state", PREVIEW_AGAIN),
     409: Entry("a conflicting change was in progress", PREVIEW_AGAIN),
     410: Entry("the resource is gone", "List again to get the current state."),
     413: Entry("the request was too large", "Use smaller batches."),
@@ -200,22 +210,32 @@ COCOON_BY_STATUS: Mapping[int, Entry] = {
 SERVICE_BY_STATUS: Mapping[str, Mapping[int, Entry]] = {"cocoon": COCOON_BY_STATUS}
 
 
+# Failures without an API answer, by kind ("connection" split on whether the request left).
+BY_KIND: Mapping[str, Entry] = {
+    "timeout": Entry("no answer came in time during {_operation}", UNKNOWN_FATE),
+    "connection": Entry("the connection broke during {_operation}", UNKNOWN_FATE),
+    "connection_not_sent": Entry(
+        "the connection could not be made ({_message})",
+        "Nothing was sent. Check the service URL and the network, then try again.",
+    ),
+    "malformed": Entry(
+        "the answer to {_operation} could not be read ({_message})",
+        "Check that the service URL points at the API itself. If the call was destructive, it is not known "
+        "whether it was carried out: " + PREVIEW_AGAIN.lower(),
+    ),
+    "invalid_request": Entry(
+        "{_message}",
+        "Nothing was sent, so nothing changed. Correct the arguments (a valid name, fewer or shorter "
+        "values), then call the tool again.",
+    ),
+}
+
+
 def entry_for(error: ApiError) -> Entry:
-    if error.kind == "timeout":
-        return Entry(
-            f"no answer came in time during {error.operation}",
-            "It is not known whether it was carried out; " + PREVIEW_AGAIN.lower(),
-        )
-    if error.kind == "connection":
-        if not error.sent:
-            return Entry(
-                f"the connection could not be made ({error.message})",
-                "Check the service URL and the network, then try again.",
-            )
-        return Entry(
-            f"the connection broke during {error.operation}",
-            "It is not known whether it was carried out; " + PREVIEW_AGAIN.lower(),
-        )
+    if error.kind == "connection" and not error.sent:
+        return BY_KIND["connection_not_sent"]
+    if error.kind != "response":
+        return BY_KIND[error.kind]
     known = CATALOGUE.get(error.service, {}).get(error.code or "")
     if known is not None:
         return known
@@ -227,40 +247,63 @@ def entry_for(error: ApiError) -> Entry:
 
 
 def explain(error: ApiError) -> str:
-    """One paragraph for the model: who refused, what happened, the code and status, the next step."""
+    """One line for the model: who refused, what happened, the code and status, the next step."""
     entry = entry_for(error)
-    what = entry.what.format_map(_Fields(error.detail))
+    what = entry.what.format_map(_Fields(error))
+    service = SERVICE_NAMES.get(error.service, error.service)
     if error.kind == "response":
-        code = f"{error.code}, HTTP {error.status}" if error.code else f"HTTP {error.status}"
+        code = f"{_code(error.code)}, HTTP {error.status}" if error.code else f"HTTP {error.status}"
         verb = "refused" if (error.status or 500) < 500 else "failed"
-        api_said = (
-            f' The API said: "{error.message}".'
-            if error.message and error.code not in CATALOGUE.get(error.service, {})
-            else ""
-        )
-        text = f"{SERVICE_NAMES.get(error.service, error.service)} {verb}: {what} ({code}).{api_said}"
+        known = error.code in CATALOGUE.get(error.service, {})
+        api_said = f" The API said: {quote(error.message)}." if error.message and not known else ""
+        text = f"{service} {verb}: {what} ({code}).{api_said}"
+    elif error.kind == "malformed":
+        text = f"{service} answered, but {what}."
+    elif error.kind == "invalid_request":
+        text = f"{service} was not called: {what}."
     else:
-        text = f"{SERVICE_NAMES.get(error.service, error.service)} could not be reached: {what}."
+        text = f"{service} could not be reached: {what}."
     if error.request_id:
-        text += f" Request id {error.request_id}."
+        text += f" Request id {quote(error.request_id)}."
     return f"{text} {entry.next}"
 
 
-class _Fields(dict[str, str]):
-    """Formats detail fields for the templates; a missing field reads as 'unknown', never a KeyError."""
+def _code(code: str) -> str:
+    """A code as it is when it looks like one (PV1004, scope_not_granted), else quoted like any API text."""
+    return code if _PLAIN_CODE.fullmatch(code) else quote(code)
 
-    def __init__(self, detail: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.detail = detail
+
+def _shown(value: Any) -> str:
+    """A detail value in words: a number as it is, text quoted, a list or mapping item by item (a few)."""
+    if isinstance(value, list):
+        items = [_scalar(v) for v in value[:DETAIL_ITEMS]]
+    elif isinstance(value, dict):
+        items = [f"{_code(str(k))} {_scalar(v)}" for k, v in list(value.items())[:DETAIL_ITEMS]]
+    else:
+        return _scalar(value)
+    more = f" and {len(value) - DETAIL_ITEMS:,} more" if len(value) > DETAIL_ITEMS else ""
+    return ", ".join(items) + more
+
+
+def _scalar(value: Any) -> str:
+    plain_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return str(value) if plain_number else quote(value)
+
+
+class _Fields(dict[str, str]):
+    """Fills a template: `{_operation}` and `{_message}` from the error, any other name from its detail.
+
+    A missing field reads as 'unknown', never a KeyError; every value from the API goes through `quote`.
+    """
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(_operation=error.operation, _message=quote(error.message))
+        self.detail = error.detail
 
     def __missing__(self, key: str) -> str:
         value = self.detail.get(key)
         if key == "reason":
             # Katapult's permission_denied explains itself in `details`, when it does at all.
             value = value or self.detail.get("details")
-            return f" ({value})" if value else ""
-        if isinstance(value, list):
-            return ", ".join(map(str, value)) or "unknown"
-        if isinstance(value, dict):
-            return ", ".join(f"{k} {v}" for k, v in value.items()) or "unknown"
-        return str(value) if value not in (None, "") else "unknown"
+            return f" ({_shown(value)})" if value else ""
+        return _shown(value) if value not in (None, "", [], {}) else "unknown"

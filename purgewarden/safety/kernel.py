@@ -399,10 +399,12 @@ def _parameter(name: str, info: FieldInfo) -> inspect.Parameter:
     metadata = [*info.metadata]
     if info.description:
         metadata.append(Field(description=info.description))
-    annotation: Any = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
     if info.default_factory is not None:
-        default = cast(Callable[[], Any], info.default_factory)()
-    elif info.is_required():
+        # Kept a factory, as the model has it: a literal default (`[]`) would show in the schema beside,
+        # and contradict, constraints such as minItems.
+        metadata.append(Field(default_factory=info.default_factory))
+    annotation: Any = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+    if info.default_factory is not None or info.is_required():
         default = inspect.Parameter.empty
     else:
         default = info.default

@@ -69,9 +69,10 @@ class BeyondPlan:
         return len(self.items)
 
     def note(self) -> str:
-        shown = "; ".join(f"{i}: {what}" for i, what in list(sorted(self.items.items()))[:SAMPLE])
+        one = self.count == 1
+        shown = "; ".join(f"{i}: {what}" for i, what in sorted(self.items.items())[:SAMPLE])
         return (
-            f"{self.count} item{'' if self.count == 1 else 's'} that arrived after the approval and were not "
-            f"in the plan {'was' if self.count == 1 else 'were'} destroyed by the same call (the API can only "
-            f"empty everything): {shown}."
+            f"{self.count} item{'' if one else 's'} that arrived after the approval and "
+            f"{'was' if one else 'were'} not in the plan {'was' if one else 'were'} destroyed by the same call "
+            f"(the API can only empty everything): {shown}."
         )

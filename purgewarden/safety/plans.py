@@ -57,7 +57,8 @@ class Snapshot:
     def digest(self) -> str:
         h = hashlib.sha256(json.dumps(dict(sorted(self.totals.items()))).encode())
         for member in self.ordered:
-            h.update(b"\0" + member.encode())
+            encoded = member.encode()
+            h.update(len(encoded).to_bytes(4, "big") + encoded)  # length-prefixed: no id can pose as two
         return h.hexdigest()[:32]
 
 

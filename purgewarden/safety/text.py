@@ -38,13 +38,22 @@ def quote(value: object) -> str:
     if len(text) > QUOTED_CHARS:
         text = f"{text[:QUOTED_CHARS]}…[{len(text) - QUOTED_CHARS} more characters]"
     literal = json.dumps(text, ensure_ascii=False)
-    literal = _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", literal)
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in literal):
-        literal = "".join(
-            f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else c
-            for c in literal
-        )
+    literal = _INVISIBLE.sub(lambda m: _escaped(m.group()), literal)
+    if any(unicodedata.category(c) in _ESCAPED_CATEGORIES for c in literal):
+        literal = "".join(_escaped(c) if unicodedata.category(c) in _ESCAPED_CATEGORIES else c for c in literal)
     return literal
+
+
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _escaped(char: str) -> str:
+    """A JSON escape of one character (a surrogate pair beyond the BMP)."""
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def fence(lines: Iterable[str]) -> str:

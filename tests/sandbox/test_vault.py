@@ -8,6 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from purgewarden.clients.vault import VaultClient
 from purgewarden.sandbox import Fault, Sandbox
 from purgewarden.sandbox.vault import (
     ACME_API_KEY,
@@ -40,8 +41,15 @@ def error_of(response: httpx2.Response, status: int, code: str) -> dict[str, Any
     body: dict[str, Any] = response.json()
     assert body["error_code"] == code
     assert isinstance(body["message"], str)
-    assert isinstance(body["context"], dict)
+    assert_string_context(body)
     return body
+
+
+def assert_string_context(body: dict[str, Any]) -> None:
+    """An error's context is `Record<string, string>` in the official client's types: no null, no number."""
+    context = body["context"]
+    assert isinstance(context, dict)
+    assert all(isinstance(v, str) for v in context.values()), context
 
 
 def list_ids(vault: httpx2.Client, path: str = CUSTOMERS, **params: Any) -> list[str]:
@@ -74,6 +82,29 @@ def test_list_collections_shows_the_demo_schema(vault: httpx2.Client) -> None:
         "country",
     ]
     assert collections["customers"]["creation_time"].endswith("Z")
+
+
+def test_a_property_names_its_type_as_the_official_client_does(vault: httpx2.Client) -> None:
+    """`data_type_name`, as in @piiano/vault-client's `Property`; never the emulator's own `data_type`."""
+    [customers] = [c for c in vault.get("/ctl/collections").json() if c["name"] == "customers"]
+    types = {p["name"]: p["data_type_name"] for p in customers["properties"]}
+    assert types == {"name": "NAME", "email": "EMAIL", "phone": "PHONE_NUMBER", "country": "STRING"}
+    assert not [p for p in customers["properties"] if "data_type" in p]
+
+
+async def test_the_client_reads_the_property_types(sandbox: Sandbox) -> None:
+    endpoint = sandbox.endpoints["vault"]
+    client = VaultClient(endpoint.url, endpoint.credential)
+    try:
+        collections = {c.name: c for c in await client.list_collections()}
+    finally:
+        await client.aclose()
+    assert [p.data_type_name for p in collections["orders"].properties] == [
+        "STRING",
+        "STRING",
+        "INTEGER",
+        "STRING",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -127,7 +158,7 @@ def test_the_reader_key_reads_and_searches(sandbox: Sandbox) -> None:
 )
 def test_data_calls_require_a_valid_reason(vault: httpx2.Client, method: str, path: str) -> None:
     missing = vault.request(method, path, json=[])
-    assert error_of(missing, 400, "PV1001")["context"] == {"reason": None}
+    assert error_of(missing, 400, "PV1001")["context"] == {}
     bogus = vault.request(method, path, params={"reason": "Curiosity"}, json=[])
     assert error_of(bogus, 400, "PV1002")["context"] == {"reason": "Curiosity"}
     other = vault.request(method, path, params={"reason": "Other"}, json=[])

@@ -11,6 +11,7 @@ import pytest
 from purgewarden.sandbox import Sandbox
 from purgewarden.sandbox.vault import ACME_API_KEY, API_PREFIX, DEMO_API_KEY, GC_LIMIT
 from purgewarden.sandbox.vault.seed import object_id
+from tests.sandbox.test_vault import assert_string_context
 
 REASON = {"reason": "Maintenance"}
 CUSTOMERS = "/data/collections/customers"
@@ -33,6 +34,7 @@ def error_of(response: httpx2.Response, status: int, code: str) -> dict[str, Any
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     assert body["error_code"] == code
+    assert_string_context(body)
     return body
 
 
@@ -105,6 +107,8 @@ def test_one_failing_id_fails_the_whole_batch_and_deletes_nothing(
     assert body["ok"] is False
     assert [item["id"] for item in body["results"]] == ids
     assert [item["ok"] for item in body["results"]] == [False, False, False]
+    for item in body["results"]:
+        assert_string_context(item["error"])
     failing = body["results"][1]["error"]
     assert failing["error_code"] == "PV3005"
     assert failing["context"] == {"id": bad_id}

@@ -170,12 +170,15 @@ async def test_an_answer_lost_after_emptying_is_reconciled(
     assert outcome["remaining"] == 0
     assert {item["id"] for item in outcome["deleted"]} == ALEX_BIN
     assert len(outcome["notes"]) == 1
-    assert "failed ambiguously" in outcome["notes"][0]
+    assert "The answer to the empty call was lost" in outcome["notes"][0]
     assert "checked by re-reading the bin" in outcome["notes"][0]
-    assert "failed ambiguously" in text(result)
+    assert "The answer to the empty call was lost" in text(result)
+    # Gone after an ambiguous call: the read-back proves them deleted.
+    assert outcome["accounting"] == {"carried_out": len(ALEX_BIN), "not_carried_out": 0, "unknown": 0}
     last = audit_lines(settings.audit_log)[-1]
     assert last["event"] == "outcome"
     assert last["counts"] == planned
+    assert last["accounting"] == outcome["accounting"]
 
 
 @pytest.mark.parametrize(
@@ -198,8 +201,11 @@ async def test_an_empty_that_never_happened_says_nothing_was_deleted(
     assert outcome["deleted"] == []
     assert outcome["remaining"] == len(ALEX_BIN)
     notes = " ".join(outcome["notes"])
-    assert "failed ambiguously" in notes
-    assert f"{len(ALEX_BIN)} of the approved items are still in the bin" in notes
+    assert "The answer to the empty call was lost" in notes
+    assert f"{len(ALEX_BIN)} approved items still in the bin" in notes
+    # Sent and unanswered: the API may still act on it, so they are unknown, never "not deleted".
+    assert "may yet be carried out" in notes
+    assert outcome["accounting"] == {"carried_out": 0, "not_carried_out": 0, "unknown": len(ALEX_BIN)}
     assert text(result).startswith("Deleted 0 items")
     last = audit_lines(settings.audit_log)[-1]
     assert last["event"] == "outcome"
@@ -227,6 +233,7 @@ async def test_a_refused_empty_call_is_reported_not_reconciled(mcp: Client, sand
     sandbox.inject("cocoon", Fault(method="DELETE", status=403))
     message = error(await mcp.call_tool(EMPTY, {"confirm": token}))
     assert "Cocoon Data refused: this user is not an Originator in that organisation (HTTP 403)." in message
+    assert "0 carried out" in message
     assert world(sandbox) == before
 
 
@@ -235,11 +242,11 @@ async def test_a_refused_empty_call_is_reported_not_reconciled(mcp: Client, sand
     [
         (
             Fault(method="DELETE", latency=0.4, drop="after"),
-            "failed ambiguously (cocoon empty_recycle_bin: connection error",
+            "Accounting so far: 0 carried out, 0 not carried out, 7 unknown.",
         ),
         (
             Fault(method="DELETE", latency=0.4),
-            "Cocoon Data confirmed the empty call, so the 7 approved items",
+            "Accounting so far: 7 carried out, 0 not carried out, 0 unknown.",
         ),
     ],
     ids=["answer-lost", "answer-received"],
@@ -257,17 +264,13 @@ async def test_a_bin_that_cannot_be_reread_afterwards_is_reported_unverified(
             sandbox.inject("cocoon", Fault(method="GET", status=503, times=10))
 
     message = error(await mcp.call_tool(EMPTY, {"confirm": token}, progress_callback=outage_once_emptying))
-    assert message.startswith(
-        f"Error executing tool {EMPTY}: Cocoon Data could not be re-read after emptying the recycle bin"
-    )
+    assert message.startswith(f"Error executing tool {EMPTY}: The run stopped at list_recycle_bin:")
     assert "HTTP 503" in message
     assert words in message
-    assert "Call cocoon_list_recycle_bin once Cocoon Data answers again" in message
     assert bin_ids(sandbox) == set()
     last = audit_lines(settings.audit_log)[-1]
-    assert last["event"] == "unverified"
-    assert last["counts"] == planned
-    assert last["confirmed"] is (delete_fault.drop is None)
+    assert last["event"] == "failed"
+    assert sum(last["accounting"].values()) == planned["items"]
 
 
 async def test_a_timed_out_empty_warns_that_it_may_still_happen(connect: Connect, sandbox: Sandbox) -> None:
@@ -279,8 +282,13 @@ async def test_a_timed_out_empty_warns_that_it_may_still_happen(connect: Connect
     assert outcome["totals"] == {"items": 0, "bytes": 0}
     assert outcome["remaining"] == len(ALEX_BIN)
     notes = " ".join(outcome["notes"])
-    assert "failed ambiguously (cocoon empty_recycle_bin: timeout error" in notes
-    assert "they may yet be deleted: list the bin again" in notes
+    assert (
+        "The answer to the empty call was lost (Cocoon Data could not be reached: no answer came in time"
+        in notes
+    )
+    assert "may yet be carried out" in notes
+    assert "List the bin again in a minute" in notes
+    assert outcome["accounting"] == {"carried_out": 0, "not_carried_out": 0, "unknown": len(ALEX_BIN)}
     # ... and indeed the emulator carries it out a moment later.
     for _ in range(100):
         if not bin_ids(sandbox):

@@ -313,7 +313,8 @@ async def test_empty_deletes_the_bin_reports_progress_and_audits_without_secrets
     events = [line["event"] for line in lines]
     assert events == ["preview", "confirmed", "outcome"]
     preview_line, confirmed, outcome_line = lines
-    assert preview_line["tool"] == confirmed["tool"] == outcome_line["tool"] == EMPTY
+    assert preview_line["tool"] == PREVIEW
+    assert preview_line["plan_for"] == confirmed["tool"] == outcome_line["tool"] == EMPTY
     assert preview_line["target"] == confirmed["target"] == {"organisation_id": ORG}
     assert preview_line["counts"] == confirmed["counts"] == planned
     assert confirmed["plan_digest"] == preview_line["plan_digest"]

@@ -162,7 +162,7 @@ def _bool(params: QueryParams, name: str) -> bool:
 def _check_reason(params: QueryParams) -> None:
     reason = params.get("reason")
     if not reason:
-        raise VaultError("PV1001", "The access reason is missing.", {"reason": None})
+        raise VaultError("PV1001", "The access reason is missing.")
     if reason not in REASONS:
         raise VaultError("PV1002", "The access reason is invalid.", {"reason": reason})
     if reason == "Other" and not params.get("adhoc_reason"):
@@ -300,7 +300,7 @@ def _collection_json(collection: Collection) -> dict[str, Any]:
         "properties": [
             {
                 "name": p.name,
-                "data_type": p.data_type,
+                "data_type_name": p.data_type_name,
                 "description": p.description,
                 "is_builtin": False,
                 "is_encrypted": True,

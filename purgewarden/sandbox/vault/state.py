@@ -40,16 +40,19 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 
 class VaultError(Exception):
-    """A refusal the API reports: a Vault error code (the serializer picks the status), message, context."""
+    """A refusal the API reports: a Vault error code (the serializer picks the status), message, context.
 
-    def __init__(self, code: str, message: str, context: dict[str, str | None] | None = None) -> None:
+    The context maps strings to strings only, as the official client's `Record<string, string>` says.
+    """
+
+    def __init__(self, code: str, message: str, context: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.context: dict[str, str | None] = context or {}
+        self.context: dict[str, str] = context or {}
 
 
-def invalid(detail: str, **context: str | None) -> VaultError:
+def invalid(detail: str, **context: str) -> VaultError:
     return VaultError("PV1012", f"The request is not valid: {detail}", context)
 
 

@@ -61,7 +61,7 @@ class Token:
 @dataclass(frozen=True, slots=True)
 class Property:
     name: str
-    data_type: str
+    data_type_name: str
     description: str = ""
     is_unique: bool = False
 

@@ -11,7 +11,7 @@ from mcp import Client
 from mcp.types import Tool
 
 from purgewarden.sandbox import Sandbox
-from tests.clients.support import FIGURES
+from tests.hosts.support import FIGURES
 
 
 def pytest_configure(config: pytest.Config) -> None:

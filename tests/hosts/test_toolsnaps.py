@@ -4,7 +4,7 @@ Each tool's name, title, description, annotations, input and output schema live 
 tests/__toolsnaps__/<tool>.snap as sorted-key JSON. Any difference fails, and so does a tool without a snap
 or a snap without a tool. After an intended change, rewrite them and review the diff:
 
-    UPDATE_TOOLSNAPS=1 uv run pytest tests/clients/test_toolsnaps.py
+    UPDATE_TOOLSNAPS=1 uv run pytest tests/hosts/test_toolsnaps.py
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from mcp.types import Tool
 
-from tests.clients.support import ROOT
+from tests.hosts.support import ROOT
 
 SNAPS = ROOT / "tests" / "__toolsnaps__"
 FIELDS = ("name", "title", "description", "annotations", "inputSchema", "outputSchema")
-HOW_TO_UPDATE = "If the change is intended: UPDATE_TOOLSNAPS=1 uv run pytest tests/clients/test_toolsnaps.py"
+HOW_TO_UPDATE = "If the change is intended: UPDATE_TOOLSNAPS=1 uv run pytest tests/hosts/test_toolsnaps.py"
 
 
 def snapshot(tool: Tool) -> str:

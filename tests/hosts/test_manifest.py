@@ -16,25 +16,16 @@ from mcp import Client
 from mcp.types import Tool
 
 import purgewarden
-from purgewarden.config import Settings
+from purgewarden.config import ENVIRONMENT, Settings
 from purgewarden.sandbox import Sandbox, cocoon
 from purgewarden.server.app import create_app
-from tests.clients.support import PYPROJECT, ROOT
+from tests.hosts.support import PYPROJECT, ROOT
 
 MANIFEST: dict[str, Any] = json.loads((ROOT / "manifest.json").read_text())
 SERVER = MANIFEST["server"]
 USER_CONFIG: dict[str, dict[str, Any]] = MANIFEST["user_config"]
 ENV: dict[str, str] = SERVER["mcp_config"]["env"]
 PLACEHOLDER = re.compile(r"\$\{user_config\.([^}]+)\}")
-
-
-def settings_env_names() -> set[str]:
-    """The variables `Settings.from_env` reads: vendors' own names, ours with the PURGEWARDEN_ prefix."""
-    vendor = ("katapult_", "pvault_", "cocoon_")
-    return {
-        name.upper() if name.startswith(vendor) else f"PURGEWARDEN_{name.upper()}"
-        for name in Settings.model_fields
-    }
 
 
 def host_env(values: Mapping[str, str | bool]) -> dict[str, str]:
@@ -82,7 +73,7 @@ async def test_manifest_names_exactly_the_tools_the_server_lists(listed_tools: l
 def test_every_user_config_entry_reaches_the_environment() -> None:
     used = {key for value in ENV.values() for key in PLACEHOLDER.findall(value)}
     assert used == set(USER_CONFIG), "user_config keys and the env placeholders differ"
-    unknown = set(ENV) - settings_env_names()
+    unknown = set(ENV) - set(ENVIRONMENT)
     assert not unknown, f"the server never reads {sorted(unknown)}"
 
 

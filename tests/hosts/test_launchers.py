@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mcp import StdioServerParameters
 
-from tests.clients.support import ROOT, tool_names_over_stdio
+from tests.hosts.support import ROOT, tool_names_over_stdio
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mcp import Client
 
-from tests.clients.support import FIGURES
+from tests.hosts.support import FIGURES
 
 BUDGET = 24 * 1024
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from mcp import StdioServerParameters
 
-from tests.clients.support import ROOT, tool_names_over_stdio
+from tests.hosts.support import ROOT, tool_names_over_stdio
 
 pytestmark = pytest.mark.slow
 
