@@ -267,6 +267,9 @@ def checked(
     claims = call.state.confirmations.check(
         confirm, tool=op.tool, preview_tool=op.preview_tool, arguments=target, credential=op.credential(call)
     )
+    capped = over_cap(op, claims.totals, call.settings)
+    if capped is not None:
+        raise Refusal("over_cap", f"Refused: {capped} Nothing was deleted.")
     return target, claims
 
 

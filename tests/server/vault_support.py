@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 
+import anyio
 from mcp import Client
 from mcp.types import CallToolResult
+from starlette.types import Message, Receive, Scope, Send
 
+from purgewarden.safety.text import FENCE_CLOSE, FENCE_OPEN
 from purgewarden.sandbox import Sandbox
 from purgewarden.sandbox.vault.seed import object_id
 from tests.server.support import audit_lines as audit_lines
@@ -63,3 +66,88 @@ async def preview(client: Client, **arguments: Any) -> dict[str, Any]:
 
 async def preview_prune(client: Client, **arguments: Any) -> dict[str, Any]:
     return ok(await client.call_tool(PREVIEW_PRUNE, arguments))
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Wait for something another task or thread makes true (polling: the emulator runs in a thread)."""
+    with anyio.fail_after(seconds):
+        for _ in iter(int, 1):
+            if condition():
+                return
+            await anyio.sleep(0.01)
+
+
+def gc_eligible(sandbox: Sandbox) -> set[str]:
+    """Every item garbage collection would delete now, by identity (objects, tokens, transaction ids)."""
+    backend = sandbox.vault
+    cutoff = backend.clock.now() - backend.retention_seconds
+    items: set[str] = set()
+    for name, store in backend.stores.items():
+        items |= {f"{name}/object/{o.id}" for o in store.expired_objects(cutoff)}
+        items |= {f"{name}/token/{t.id}" for t in store.expired_tokens(cutoff)}
+        items |= {f"{name}/transaction/{x}" for x in store.orphans}
+    return items
+
+
+def gc_present(sandbox: Sandbox) -> set[str]:
+    """Every object, token and transaction id the Vault still holds, named as `gc_eligible` names them."""
+    items: set[str] = set()
+    for name, store in sandbox.vault.stores.items():
+        items |= {f"{name}/object/{i}" for i in store.objects}
+        items |= {f"{name}/token/{i}" for i in store.tokens}
+        items |= {f"{name}/transaction/{i}" for i in store.token_counts}
+    return items
+
+
+def assert_agrees(accounting: Mapping[str, int], approved: set[str], present: set[str]) -> None:
+    """The kernel's accounting against the emulator's real state: every approved item is accounted for;
+    no item said carried out is still there, none said not carried out is gone (unknown may be either)."""
+    assert sum(accounting.values()) == len(approved), accounting
+    assert accounting["carried_out"] <= len(approved - present), accounting
+    assert accounting["not_carried_out"] <= len(approved & present), accounting
+
+
+def assert_no_forged_lines(body: str) -> None:
+    """Nothing in a result's text can pass for the server's own words: one fence at most, closed once,
+    and no line starting as an instruction or a confirmation token that the server did not write."""
+    assert body.count(FENCE_OPEN) == body.count(FENCE_CLOSE) <= 1, body
+    for line in body.splitlines():
+        assert not line.lstrip().startswith("SYSTEM"), line
+        assert not (line.startswith("confirmation_token:") and "FAKE" in line), line
+
+
+@contextmanager
+def carried_out_late(sandbox: Sandbox, method: str, path: str, delay: float) -> Iterator[list[str]]:
+    """The next `method` request whose path contains `path` is carried out `delay` seconds after it
+    arrived, whether or not its client still waits, as a busy server does; yields a list that gets
+    "done" once it was. (A `Fault(latency=...)` waits before the emulator reads the request, and uvicorn
+    hands a request whose client left a disconnect instead of its body: a bulk delete, which has one,
+    would never be carried out.)"""
+    injector = sandbox.faults["vault"]
+    inner = injector.app
+    done: list[str] = []
+    armed = [True]
+
+    async def late(scope: Scope, receive: Receive, send: Send) -> None:
+        if not (armed and scope["type"] == "http" and scope["method"] == method and path in scope["path"]):
+            await inner(scope, receive, send)
+            return
+        armed.clear()
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        await anyio.sleep(delay)
+        messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        await inner(scope, replay, send)
+        done.append("done")
+
+    injector.app = late
+    try:
+        yield done
+    finally:
+        injector.app = inner
