@@ -116,6 +116,8 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         if fault.latency:
+            # The body is read first: a request whose client gave up meanwhile is still carried out, late.
+            receive = await _buffered(receive)
             await anyio.sleep(fault.latency)
         if fault.drop == "before":
             await _drop(send)
@@ -145,6 +147,21 @@ class FaultInjector:
             await send({"type": "http.response.body", "body": b""})
         else:
             await send({"type": "http.response.body", "body": payload})
+
+
+async def _buffered(receive: Receive) -> Receive:
+    """Read the whole request body now, and hand it to the app later as if it were arriving then."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 async def _discard(message: Message) -> None:

@@ -228,7 +228,7 @@ async def test_get_task_and_task_not_found(mcp: Client, sandbox: Sandbox) -> Non
     result = await mcp.call_tool(GET_TASK, {"task_id": task.id})
     found = ok(result)["task"]
     body = text(result)
-    assert body.startswith(f"Task {task.id} is ")
+    assert body.startswith(f'Task "{task.id}" is ')
     assert body.index(FENCE_OPEN) < body.index('name="Purge items from trash"') < body.index(FENCE_CLOSE)
     assert found["id"] == task.id
     assert ok(result)["name"] == "Purge items from trash"
@@ -295,9 +295,9 @@ async def test_bucket_errors_are_explained_by_get_and_preview(
         assert code in message
         plan_message = error(await client.call_tool(PREVIEW_REVOKE, {"buckets": [bucket]}))
     assert code in plan_message
-    assert f"Bucket {bucket['region']}/{bucket['name']}:" in plan_message
+    assert f"Bucket {json.dumps(bucket['region'] + '/' + bucket['name'])}:" in plan_message
     if code == "permission_denied":
-        assert "(This identity does not belong to an organization)" in message
+        assert '("This identity does not belong to an organization")' in message
     if code == "object_in_trash":
         assert "trsh_" in message
         assert "Restore it from the trash" in message
@@ -322,15 +322,19 @@ async def test_preview_purge_counts_and_samples_the_trash(
     assert plan["totals"] == {"objects": 12}
     assert plan["by_type"] == ACME_TRASH_TYPES
     assert {t["id"] for t in plan["sample"]} == trash_ids(sandbox)
-    assert plan["summary"].startswith("Permanently purge all 12 objects (4 VirtualMachine, 3 Disk,")
+    assert plan["summary"].startswith('Permanently purge all 12 objects (4 "VirtualMachine", 3 "Disk",')
+    assert plan["summary"].endswith(
+        'from the trash of Katapult organization "acme"; they can no longer be restored.'
+    )
     assert plan["warnings"] == []
     assert plan["confirmation_token"].startswith("pwc1.")
     assert plan["expires_at"]
     assert plan["confirmation_token"] in text(result)
     assert world(sandbox) == before
     line = audit_lines(settings.audit_log)[-1]
-    assert (line["event"], line["tool"], line["target"], line["counts"]) == (
+    assert (line["event"], line["tool"], line["plan_for"], line["target"], line["counts"]) == (
         "preview",
+        PREVIEW_PURGE,
         PURGE,
         {"organization": "acme"},
         {"objects": 12},
@@ -416,6 +420,8 @@ async def test_purge_follows_the_task_with_progress_and_verifies(
     assert events == ["preview", "confirmed", "outcome"]
     outcome_line = audit_lines(settings.audit_log)[-1]
     assert outcome_line["counts"] == {"purged": 12, "remaining": 0}
+    assert outcome["accounting"] == {"carried_out": 12, "not_carried_out": 0, "unknown": 0}
+    assert outcome_line["accounting"] == outcome["accounting"]
     assert outcome_line["service"] == "katapult"
     assert katapult.DEMO_TOKEN not in settings.audit_log.read_text(encoding="utf-8")
     assert katapult.DEMO_TOKEN not in caplog.text
@@ -438,6 +444,7 @@ async def test_purge_without_waiting_returns_the_queued_task(mcp: Client, sandbo
     assert task["status"] == "pending"
     assert task["progress"] == 0
     assert "nothing is verified as purged yet" in outcome["summary"]
+    assert outcome["accounting"] == {"carried_out": 0, "not_carried_out": 0, "unknown": 12}
     # A preview meanwhile warns that the purge is under way.
     plan = ok(await mcp.call_tool(PREVIEW_PURGE, {"organization": "acme"}))
     assert any(task["id"] in w and "still pending" in w for w in plan["warnings"])
@@ -462,6 +469,8 @@ async def test_a_failed_task_is_reported_with_what_was_verified(
     assert outcome["totals"] == {"purged": 0, "remaining": 12}
     assert "FAILED at 50%" in outcome["summary"]
     assert "0 of the 12 approved objects purged and 12 still there" in outcome["summary"]
+    # The task is over: what it left is not purged, and says so.
+    assert outcome["accounting"] == {"carried_out": 0, "not_carried_out": 12, "unknown": 0}
     assert seen[-1][0] == 50
     assert trash_ids(sandbox) == before
     assert audit_lines(settings.audit_log)[-1]["event"] == "outcome"
@@ -495,7 +504,7 @@ async def test_objects_trashed_while_the_purge_runs_stay_and_are_reported(
 @pytest.mark.parametrize(
     ("token", "code", "words"),
     [
-        (katapult.NO_PURGE_TOKEN, "scope_not_granted", "the API token lacks the scope trash_objects:purge"),
+        (katapult.NO_PURGE_TOKEN, "scope_not_granted", 'the API token lacks the scope "trash_objects:purge"'),
         (katapult.READ_ONLY_TOKEN, "scope_not_granted", "Ask the user to add that scope"),
     ],
 )
@@ -508,13 +517,17 @@ async def test_purge_without_the_scope_is_refused_by_katapult(
         message = error(
             await client.call_tool(PURGE, {"organization": "acme", "confirm": plan["confirmation_token"]})
         )
-    assert message.startswith(f"Error executing tool {PURGE}: Katapult refused:")
+    assert message.startswith(
+        f"Error executing tool {PURGE}: The run stopped at purge_all_trash_objects: Katapult refused:"
+    )
     assert code in message
     assert "HTTP 403" in message
     assert words in message
+    assert "Accounting so far: 0 carried out, 12 not carried out, 0 unknown." in message
     assert world(sandbox) == before
     last = audit_lines(settings.audit_log)[-1]
     assert (last["event"], last["code"]) == ("failed", code)
+    assert last["accounting"] == {"carried_out": 0, "not_carried_out": 12, "unknown": 0}
 
 
 async def test_a_task_queueing_error_says_nothing_was_purged(mcp: Client, sandbox: Sandbox) -> None:
@@ -556,11 +569,12 @@ async def test_preview_revoke_reads_each_bucket(mcp: Client, sandbox: Sandbox, s
     assert plan["buckets"][1]["object_count"] is None
     assert plan["buckets"][1]["state"] == "pending"
     assert plan["summary"].startswith(
-        "Revoke every presigned URL of 2 Katapult object storage buckets (uk-lon-1/acme-assets, uk-lon-1/acme-website"
+        "Revoke every presigned URL of 2 Katapult object storage buckets "
+        '("uk-lon-1/acme-assets", "uk-lon-1/acme-website"'
     )
     warnings = " ".join(plan["warnings"])
-    assert "uk-lon-1/acme-assets is publicly readable" in warnings
-    assert "uk-lon-1/acme-website is not configured yet" in warnings
+    assert '"uk-lon-1/acme-assets" is publicly readable' in warnings
+    assert '"uk-lon-1/acme-website" is not configured yet' in warnings
     assert '"uk-lon-1/acme-assets"' in text(result)
     assert world(sandbox) == before
     assert audit_lines(settings.audit_log)[-1]["target"] == {
@@ -600,7 +614,8 @@ async def test_revoke_revokes_every_bucket_with_progress(
         ("acme-backups", "revoked"),
     ]
     assert outcome["summary"].startswith("Revoked the presigned URLs of 2 of 2 buckets")
-    assert "uk-lon-1/acme-backups: revoked" in text(result)
+    assert '"uk-lon-1/acme-backups": revoked' in text(result)
+    assert outcome["accounting"] == {"carried_out": 2, "not_carried_out": 0, "unknown": 0}
     assert [(p, t) for p, t, _ in seen] == [(1, 2), (2, 2)]
     for name in ("acme-assets", "acme-backups"):
         (when,) = sandbox.katapult.revocations(REGION, name)
@@ -637,11 +652,14 @@ async def test_revoke_without_the_scope_stops_at_the_first_bucket(
         token = ok(await client.call_tool(PREVIEW_REVOKE, {"buckets": buckets}))["confirmation_token"]
         before = world(sandbox)
         message = error(await client.call_tool(REVOKE, {"buckets": buckets, "confirm": token}))
-    assert "Nothing was revoked." in message
-    assert "- uk-lon-1/acme-assets: Katapult refused" in message
-    assert "the API token lacks the scope object_storage (scope_not_granted, HTTP 403)" in message
-    assert "- uk-lon-1/acme-backups: Not attempted" in message
+    # Nothing changed anywhere: the call failed, for the first bucket's reason; the second was not tried.
+    assert message.startswith(
+        f"Error executing tool {REVOKE}: The run stopped at revoke_presigned_urls: Katapult refused:"
+    )
+    assert 'the API token lacks the scope "object_storage" (scope_not_granted, HTTP 403)' in message
+    assert "Accounting so far: 0 carried out, 2 not carried out, 0 unknown." in message
     assert world(sandbox) == before
     last = audit_lines(settings.audit_log)[-1]
     assert last["event"] == "failed"
     assert last["tool"] == REVOKE
+    assert last["accounting"] == {"carried_out": 0, "not_carried_out": 2, "unknown": 0}

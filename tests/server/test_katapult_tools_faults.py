@@ -120,6 +120,7 @@ async def test_a_connection_dropped_after_the_purge_was_queued_is_reconciled(
     assert outcome["task"] is None
     assert outcome["totals"] == {"purged": 12, "remaining": 0}
     assert "answer to the purge request was lost, but Katapult carried it out" in outcome["summary"]
+    assert outcome["accounting"] == {"carried_out": 12, "not_carried_out": 0, "unknown": 0}
     assert any("connection" in note for note in outcome["notes"])
     assert trash_ids(sandbox) == set()
 
@@ -164,6 +165,8 @@ async def test_without_waiting_a_lost_answer_is_checked_once_and_reported_honest
     assert outcome["status"] == "unknown"
     assert outcome["totals"] == {"purged": 0, "remaining": 12}
     assert "it is unknown whether Katapult queued the purge" in outcome["summary"]
+    # Still there, but the purge may yet run: unknown, never "not purged".
+    assert outcome["accounting"] == {"carried_out": 0, "not_carried_out": 0, "unknown": 12}
     sandbox.clock.advance(5)
     assert trash_ids(sandbox) == set()
 
@@ -220,7 +223,8 @@ async def test_cancelling_while_following_the_purge_is_audited_and_the_task_goes
     await until_cancelled_is_audited(settings)
     line = audit_lines(settings.audit_log)[-1]
     assert line["tool"] == PURGE
-    assert "keeps running" in line["done"]
+    # The task was queued and keeps running in Katapult: every object may yet be purged.
+    assert line["accounting"] == {"carried_out": 0, "not_carried_out": 0, "unknown": 12}
     sandbox.clock.advance(5)
     assert trash_ids(sandbox) == set()
 
@@ -234,7 +238,8 @@ async def test_cancelling_a_revoke_stops_between_buckets(
     with anyio.move_on_after(0.15):
         await mcp.call_tool(REVOKE, {**buckets, "confirm": token})
     await until_cancelled_is_audited(settings)
-    assert audit_lines(settings.audit_log)[-1]["done"] == ["uk-lon-1/acme-assets"]
+    line = audit_lines(settings.audit_log)[-1]
+    assert line["accounting"] == {"carried_out": 1, "not_carried_out": 1, "unknown": 0}
     # The revoke under way was finished, the next one never started.
     assert len(sandbox.katapult.revocations(REGION, "acme-assets")) == 1
     assert sandbox.katapult.revocations(REGION, "acme-backups") == ()

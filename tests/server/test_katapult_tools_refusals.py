@@ -300,7 +300,7 @@ async def test_a_deleted_bucket_is_skipped_and_the_rest_revoked(mcp: Client, san
     assert [(r["name"], r["status"]) for r in outcome["results"]] == [("acme-assets", "revoked")]
     notes = " ".join(outcome["notes"])
     assert "shrank" in notes
-    assert "uk-lon-1/acme-backups no longer exists" in notes
+    assert '"uk-lon-1/acme-backups" no longer exists' in notes
     assert len(sandbox.katapult.revocations(REGION, "acme-assets")) == 1
     assert "acme-backups" not in acme_account(sandbox).buckets
 

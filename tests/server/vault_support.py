@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 from mcp import Client
 from mcp.types import CallToolResult
-from starlette.types import Message, Receive, Scope, Send
 
 from purgewarden.safety.text import FENCE_CLOSE, FENCE_OPEN
 from purgewarden.sandbox import Sandbox
@@ -114,40 +113,3 @@ def assert_no_forged_lines(body: str) -> None:
     for line in body.splitlines():
         assert not line.lstrip().startswith("SYSTEM"), line
         assert not (line.startswith("confirmation_token:") and "FAKE" in line), line
-
-
-@contextmanager
-def carried_out_late(sandbox: Sandbox, method: str, path: str, delay: float) -> Iterator[list[str]]:
-    """The next `method` request whose path contains `path` is carried out `delay` seconds after it
-    arrived, whether or not its client still waits, as a busy server does; yields a list that gets
-    "done" once it was. (A `Fault(latency=...)` waits before the emulator reads the request, and uvicorn
-    hands a request whose client left a disconnect instead of its body: a bulk delete, which has one,
-    would never be carried out.)"""
-    injector = sandbox.faults["vault"]
-    inner = injector.app
-    done: list[str] = []
-    armed = [True]
-
-    async def late(scope: Scope, receive: Receive, send: Send) -> None:
-        if not (armed and scope["type"] == "http" and scope["method"] == method and path in scope["path"]):
-            await inner(scope, receive, send)
-            return
-        armed.clear()
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body, more = body + message.get("body", b""), message.get("more_body", False)
-        await anyio.sleep(delay)
-        messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def replay() -> Message:
-            return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-        await inner(scope, replay, send)
-        done.append("done")
-
-    injector.app = late
-    try:
-        yield done
-    finally:
-        injector.app = inner

@@ -258,6 +258,11 @@ class KatapultBackend:
             self._crashing_operations.discard(operation)
             raise RuntimeError(f"injected crash in {operation}")
 
+    def add_trash_object(self, trash_object: TrashObject) -> None:
+        """Put one object in its organization's trash exactly as given (any id or type), until reset."""
+        self._organizations[trash_object.organization_id].add_trash([trash_object])
+        self._index_trash([trash_object])
+
     def build_large_trash(self, organization: str, n: int = 20_000) -> None:
         """Add `n` freshly trashed objects to the organization (id or sub-domain)."""
         target = self._organization_by_reference(organization)

@@ -1,30 +1,30 @@
 """Katapult object storage buckets, and revoking their presigned URLs (one call per bucket).
 
-Katapult cannot list buckets, so the user names them (region and name). Revoking is reported bucket by
-bucket: a failure on one does not hide the others' results.
+Katapult cannot list buckets, so the user names them (region and name). Revoking is one `Operation`
+whose flow the safety kernel runs; each bucket is an item of the run and ends by the one rule,
+`ApiError.fate`: revoked, refused (nothing changed), or unknown (the answer was lost or unreadable, so
+it may have been revoked). A failure on one bucket does not hide the others' results.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import anyio
-import anyio.lowlevel
-from mcp.server.mcpserver import Context, Resolve
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from purgewarden.clients.errors import ApiError
+from purgewarden.clients.errors import ApiError, Fate
 from purgewarden.clients.katapult import Bucket, KatapultClient
-from purgewarden.safety.errors import explain
-from purgewarden.safety.plans import HumanAnswer, Snapshot, ask_human
-from purgewarden.safety.registry import app_state
-from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, quote
-from purgewarden.tools.katapult.common import cancellation_audited, katapult_client, toolset
+from purgewarden.safety.kernel import Call, Observation, Operation, Run
+from purgewarden.safety.outcome import MAY_YET_HAPPEN
+from purgewarden.safety.plans import Snapshot
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, plural, quote
+from purgewarden.tools.katapult.common import client_of, katapult_client, toolset
 
-REVOKE = "katapult_revoke_presigned_urls"
-PREVIEW_REVOKE = "katapult_preview_revoke_presigned_urls"
 MAX_BUCKETS = 20
 STOP_CODES = frozenset(
     {
@@ -83,10 +83,14 @@ class BucketFacts(BaseModel):
             public_read=bucket.access_control_list.public_read,
         )
 
+    @property
+    def key(self) -> str:
+        return f"{self.region}/{self.name}"
+
     def line(self) -> str:
         count = "unknown" if self.object_count is None else self.object_count
         return (
-            f"{quote(f'{self.region}/{self.name}')} state={quote(self.state)} "
+            f"{quote(self.key)} state={quote(self.state)} "
             f"objects={count} size={human_bytes(self.size or 0)} public_url={quote(self.public_url or '')} "
             f"public_read={self.public_read}"
         )
@@ -105,7 +109,7 @@ async def katapult_get_bucket(ctx: Context, region: Region, name: BucketName) ->
     presigned URLs, call katapult_preview_revoke_presigned_urls."""
     bucket = BucketFacts.of(region, name, await katapult_client(ctx).get_bucket(region, name))
     count = "an unknown number of" if bucket.object_count is None else f"{bucket.object_count}"
-    return GetBucketOutput(summary=f"Bucket {region}/{name} holds {count} objects.", bucket=bucket)
+    return GetBucketOutput(summary=f"Bucket {quote(bucket.key)} holds {count} objects.", bucket=bucket)
 
 
 # --- revoke presigned URLs -------------------------------------------------------------------------
@@ -118,13 +122,25 @@ class RevokePresignedUrlsPlan(PlanOutput):
         return "\n".join(filter(None, [super().render(), fence(b.line() for b in self.buckets)]))
 
 
+BucketStatus = Literal["revoked", "not_revoked", "failed", "unknown", "not_attempted"]
+FATE_OF: Mapping[BucketStatus, Fate] = {
+    "revoked": "carried_out",
+    "not_revoked": "not_carried_out",
+    "failed": "not_carried_out",
+    "unknown": "unknown",
+    "not_attempted": "not_carried_out",
+}
+
+
 class BucketResult(BaseModel):
     region: str
     name: str
-    status: Literal["revoked", "not_revoked", "failed", "unknown", "not_attempted"] = Field(
-        description="failed: refused, nothing changed; unknown: the answer was lost"
-    )
+    status: BucketStatus = Field(description="failed: refused, nothing changed; unknown: the answer was lost")
     message: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.region}/{self.name}"
 
 
 class RevokePresignedUrlsOutcome(OutcomeOutput):
@@ -132,28 +148,26 @@ class RevokePresignedUrlsOutcome(OutcomeOutput):
 
     def render(self) -> str:
         lines = [
-            f"{r.region}/{r.name}: {r.status}" + (f" — {r.message}" if r.message else "")
-            for r in self.results
+            f"{quote(r.key)}: {r.status}" + (f" — {r.message}" if r.message else "") for r in self.results
         ]
         return "\n".join([super().render(), *lines])
+
+
+class RevokePresignedUrlsInput(BaseModel):
+    buckets: Buckets
 
 
 def bucket_keys(buckets: list[BucketRef]) -> list[str]:
     return sorted({b.key for b in buckets})
 
 
-def bucket_failure(ctx: Context, key: str, error: ApiError) -> str:
-    return f"Bucket {key}: {app_state(ctx).redactor.scrub(explain(error))}"
-
-
-async def read_buckets(
-    ctx: Context, client: KatapultClient, keys: list[str], *, skip_missing: bool
-) -> list[BucketFacts]:
+async def read_buckets(call: Call, keys: list[str], *, skip_missing: bool) -> list[BucketFacts]:
     """Read every bucket (a few at a time). A bucket that cannot be read fails the call with its name,
     except that deleted ones are left out when `skip_missing` (the plan then counts as shrunk)."""
+    client = client_of(call.state)
     found: dict[str, BucketFacts] = {}
     failures: list[str] = []
-    limiter = anyio.CapacityLimiter(app_state(ctx).settings.katapult_page_concurrency)
+    limiter = anyio.CapacityLimiter(call.settings.katapult_page_concurrency)
 
     async def read(key: str) -> None:
         region, name = key.split("/", 1)
@@ -162,7 +176,7 @@ async def read_buckets(
                 found[key] = BucketFacts.of(region, name, await client.get_bucket(region, name))
             except ApiError as error:
                 if not (skip_missing and error.code == "object_storage_bucket_not_found"):
-                    failures.append(bucket_failure(ctx, key, error))
+                    failures.append(f"Bucket {quote(key)}: {call.explain(error)}")
 
     async with anyio.create_task_group() as group:
         for key in keys:
@@ -172,19 +186,8 @@ async def read_buckets(
     return [found[key] for key in keys if key in found]
 
 
-def bucket_snapshot(buckets: list[BucketFacts]) -> Snapshot:
-    return Snapshot(
-        totals={"buckets": len(buckets), "objects": sum(b.object_count or 0 for b in buckets)},
-        members=frozenset(f"{b.region}/{b.name}" for b in buckets),
-    )
-
-
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def describe_revoke(buckets: list[BucketFacts]) -> str:
-    names = ", ".join(f"{b.region}/{b.name}" for b in buckets)
+    names = ", ".join(quote(b.key) for b in buckets)
     objects = sum(b.object_count or 0 for b in buckets)
     return (
         f"Revoke every presigned URL of {plural(len(buckets), 'Katapult object storage bucket')} ({names}; "
@@ -193,141 +196,151 @@ def describe_revoke(buckets: list[BucketFacts]) -> str:
     )
 
 
-@toolset.tool("preview", "Preview revoking presigned URLs of Katapult buckets")
-async def katapult_preview_revoke_presigned_urls(ctx: Context, buckets: Buckets) -> RevokePresignedUrlsPlan:
-    """Dry run of katapult_revoke_presigned_urls: reads each bucket and returns a confirmation_token.
-    Show the plan to the user; once approved, call katapult_revoke_presigned_urls with the same buckets
-    and the token."""
-    client = katapult_client(ctx)
-    keys = bucket_keys(buckets)
-    facts = await read_buckets(ctx, client, keys, skip_missing=False)
-    snapshot = bucket_snapshot(facts)
-    warnings = [
-        f"Bucket {b.region}/{b.name} is publicly readable: its objects stay readable through the public URL; "
-        "revoking presigned URLs does not change that."
-        for b in facts
-        if b.public_read
-    ]
-    warnings += [
-        f"Bucket {b.region}/{b.name} is not configured yet (see its state below)."
-        for b in facts
-        if b.state != "configured"
-    ]
-    summary = describe_revoke(facts)
-    return app_state(ctx).guard.plan(
-        RevokePresignedUrlsPlan,
-        tool=REVOKE,
-        arguments={"buckets": keys},
-        credential=client.fingerprint,
-        snapshot=snapshot,
-        summary=summary,
-        warnings=warnings,
-        buckets=facts,
+Facts = list[BucketFacts]
+
+
+class RevokePresignedUrls(
+    Operation[RevokePresignedUrlsInput, Facts, RevokePresignedUrlsPlan, RevokePresignedUrlsOutcome]
+):
+    """One revoke call per bucket; the kernel's re-check refuses buckets that grew since the preview."""
+
+    service = "katapult"
+    name = "revoke_presigned_urls"
+    title = "Revoke presigned URLs of Katapult buckets"
+    preview_title = "Preview revoking presigned URLs of Katapult buckets"
+    description = """Revoke every presigned URL of each bucket, for good: links shared so far stop working.
+    Needs the token of katapult_preview_revoke_presigned_urls for the same buckets; reports each bucket's
+    result."""
+    preview_description = """Dry run of katapult_revoke_presigned_urls: reads each bucket and returns a
+    confirmation_token. Show the plan to the user; once approved, call katapult_revoke_presigned_urls with the
+    same buckets and the token."""
+    Input = RevokePresignedUrlsInput
+    Plan = RevokePresignedUrlsPlan
+    Outcome = RevokePresignedUrlsOutcome
+
+    def credential(self, call: Call) -> str:
+        return client_of(call.state).fingerprint
+
+    def target(self, call: Call, args: RevokePresignedUrlsInput) -> dict[str, Any]:
+        return {"buckets": bucket_keys(args.buckets)}
+
+    def blast_radius(self, totals: Mapping[str, int]) -> int:
+        return totals.get("buckets", 0)
+
+    async def observe(self, call: Call, args: RevokePresignedUrlsInput) -> Observation[Facts]:
+        return observed(await read_buckets(call, bucket_keys(args.buckets), skip_missing=False))
+
+    async def recheck(
+        self, call: Call, args: RevokePresignedUrlsInput, held: Snapshot | None
+    ) -> Observation[Facts]:
+        return observed(await read_buckets(call, bucket_keys(args.buckets), skip_missing=True))
+
+    def summary(self, target: Mapping[str, Any], observation: Observation[Facts]) -> str:
+        return describe_revoke(observation.data)
+
+    async def plan(
+        self, call: Call, args: RevokePresignedUrlsInput, observation: Observation[Facts]
+    ) -> tuple[list[str], dict[str, Any]]:
+        facts = observation.data
+        warnings = [
+            f"Bucket {quote(b.key)} is publicly readable: its objects stay readable through the public URL; "
+            "revoking presigned URLs does not change that."
+            for b in facts
+            if b.public_read
+        ]
+        warnings += [
+            f"Bucket {quote(b.key)} is not configured yet (see its state below)."
+            for b in facts
+            if b.state != "configured"
+        ]
+        return warnings, {"buckets": facts}
+
+    async def execute(self, run: Run[RevokePresignedUrlsInput, Facts]) -> RevokePresignedUrlsOutcome:
+        call = run.call
+        client = client_of(call.state)
+        targets = run.observation.snapshot.ordered
+        run.notes += [
+            f"Bucket {quote(key)} no longer exists; it was skipped."
+            for key in run.target["buckets"]
+            if key not in run.observation.snapshot.members
+        ]
+        results: list[BucketResult] = []
+        refusals: list[ApiError] = []
+        stop: str | None = None
+        sending: str | None = None
+        try:
+            for number, key in enumerate(targets, 1):
+                await run.between_requests()
+                region, name = key.split("/", 1)
+                if stop is not None:
+                    result = BucketResult(region=region, name=name, status="not_attempted", message=stop)
+                else:
+                    sending = key
+                    with anyio.CancelScope(shield=True):  # once sent, the answer is worth waiting for
+                        result, error = await revoke_one(call, client, region, name)
+                    if error is not None and error.fate == "not_carried_out":
+                        refusals.append(error)
+                        if error.code in STOP_CODES:
+                            stop = (
+                                f"Not attempted: {quote(key)} was refused for a reason that applies to every "
+                                "bucket."
+                            )
+                run.ledger.settle(FATE_OF[result.status], [key], why=result.message or "")
+                results.append(result)
+                sending = None
+                await call.progress(number, len(targets), f"{key}: {result.status}")
+        finally:
+            rest = targets[len(results) :]
+            if sending is not None:  # sent, and no answer came back to this code: it may have happened
+                run.ledger.settle("unknown", rest[:1], why=MAY_YET_HAPPEN)
+                rest = rest[1:]
+            if rest:  # stopped between buckets: these were never sent
+                run.ledger.settle("not_carried_out", rest, why="not attempted: the run stopped before it")
+        if refusals and run.ledger.counts["carried_out"] == run.ledger.counts["unknown"] == 0:
+            raise refusals[0]  # nothing changed anywhere: the call failed, for the first bucket's reason
+        return revoke_outcome(results)
+
+
+def observed(facts: Facts) -> Observation[Facts]:
+    snapshot = Snapshot(
+        totals={"buckets": len(facts), "objects": sum(b.object_count or 0 for b in facts)},
+        members=frozenset(b.key for b in facts),
     )
-
-
-@toolset.tool("destructive", "Revoke presigned URLs of Katapult buckets")
-async def katapult_revoke_presigned_urls(
-    ctx: Context,
-    buckets: Buckets,
-    confirm: Annotated[str, Field(description="The preview's confirmation_token, once the user approved")],
-    human: Annotated[HumanAnswer, Resolve(ask_human)],
-) -> RevokePresignedUrlsOutcome:
-    """Revoke every presigned URL of each bucket, for good: links shared so far stop working. Needs the
-    token of katapult_preview_revoke_presigned_urls for the same buckets; reports each bucket's result."""
-    client = katapult_client(ctx)
-    state = app_state(ctx)
-    keys = bucket_keys(buckets)
-    before: list[BucketFacts] = []
-
-    async def current() -> Snapshot:
-        before[:] = await read_buckets(ctx, client, keys, skip_missing=True)
-        return bucket_snapshot(before)
-
-    approval = await state.guard.approve(
-        tool=REVOKE,
-        preview_tool=PREVIEW_REVOKE,
-        arguments={"buckets": keys},
-        credential=client.fingerprint,
-        confirm=confirm,
-        human=human,
-        current=current,
-        summarize=lambda _: describe_revoke(before),
-    )
-    notes = list(approval.notes)
-    targets = sorted(approval.snapshot.members)
-    notes += [
-        f"Bucket {key} no longer exists; it was skipped."
-        for key in keys
-        if key not in approval.snapshot.members
-    ]
-    results: list[BucketResult] = []
-    stop: str | None = None
-    revoked: list[str] = []
-    with cancellation_audited(ctx, REVOKE, done=revoked):
-        for number, key in enumerate(targets, 1):
-            region, name = key.split("/", 1)
-            await anyio.lowlevel.checkpoint()  # a cancellation stops here, between buckets
-            if stop is not None:
-                results.append(BucketResult(region=region, name=name, status="not_attempted", message=stop))
-                continue
-            with anyio.CancelScope(shield=True):
-                result, code = await revoke_one(ctx, client, region, name)
-            results.append(result)
-            if result.status == "revoked":
-                revoked.append(key)
-            if result.status == "failed" and code in STOP_CODES:
-                stop = f"Not attempted: {key} was refused for a reason that applies to every bucket."
-            await ctx.report_progress(number, len(targets), f"{key}: {result.status}")
-    return revoke_outcome(ctx, results, notes)
+    return Observation(snapshot, facts)
 
 
 async def revoke_one(
-    ctx: Context, client: KatapultClient, region: str, name: str
-) -> tuple[BucketResult, str | None]:
-    """Revoke one bucket's presigned URLs; the result, and the API's error code when it failed."""
+    call: Call, client: KatapultClient, region: str, name: str
+) -> tuple[BucketResult, ApiError | None]:
+    """Revoke one bucket's presigned URLs: its result, and the error when the call failed."""
     try:
         success = await client.revoke_presigned_urls(region, name)
     except ApiError as error:
-        # Only a refusal (4xx, or 429/503 which Katapult turns away before acting) proves nothing changed.
-        refused = error.not_carried_out or (error.kind == "response" and (error.status or 500) < 500)
-        message = app_state(ctx).redactor.scrub(explain(error))
-        if not refused:
+        message = call.explain(error)
+        if error.fate == "unknown":  # lost, a server error, or an answer that could not be read
             message += " It is unknown whether it was revoked; revoking again is harmless if still wanted."
-        status: Literal["failed", "unknown"] = "failed" if refused else "unknown"
-        return BucketResult(region=region, name=name, status=status, message=message), error.code
+            return BucketResult(region=region, name=name, status="unknown", message=message), error
+        return BucketResult(region=region, name=name, status="failed", message=message), error
     if success:
         return BucketResult(region=region, name=name, status="revoked"), None
     message = "Katapult answered success=false for this bucket."
     return BucketResult(region=region, name=name, status="not_revoked", message=message), None
 
 
-def revoke_outcome(ctx: Context, results: list[BucketResult], notes: list[str]) -> RevokePresignedUrlsOutcome:
+def revoke_outcome(results: list[BucketResult]) -> RevokePresignedUrlsOutcome:
     counts = Counter(r.status for r in results)
-    if results and counts["revoked"] == 0 and counts["unknown"] == 0:
-        # Nothing changed anywhere: that is a failure of the call, with every bucket's reason.
-        app_state(ctx).audit.record(
-            "failed",
-            durable=True,
-            tool=REVOKE,
-            service="katapult",
-            error="; ".join(r.message or r.status for r in results),
-        )
-        lines = "\n".join(f"- {r.region}/{r.name}: {r.message or r.status}" for r in results)
-        raise ToolError(f"Nothing was revoked.\n{lines}")
-    revoked = [f"{r.region}/{r.name}" for r in results if r.status == "revoked"]
+    revoked = [r.key for r in results if r.status == "revoked"]
     summary = f"Revoked the presigned URLs of {len(revoked)} of {len(results)} buckets" + (
-        f" ({', '.join(revoked)})." if revoked else "."
+        f" ({', '.join(quote(key) for key in revoked)})." if revoked else "."
     )
     others = len(results) - len(revoked)
     if others:
         summary += f" {others} were not revoked or are unknown; see each bucket's result."
     return RevokePresignedUrlsOutcome(
         summary=summary,
-        totals={
-            status: counts[status]
-            for status in ("revoked", "not_revoked", "failed", "unknown", "not_attempted")
-        },
-        notes=notes,
+        totals={status: counts[status] for status in FATE_OF},
         results=results,
     )
+
+
+toolset.operation(RevokePresignedUrls())

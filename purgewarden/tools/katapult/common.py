@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from purgewarden.clients.katapult import KatapultClient
 from purgewarden.safety.registry import Toolset, app_state
+from purgewarden.safety.state import AppState
 
 toolset = Toolset("katapult")
 
@@ -25,24 +23,17 @@ OrganizationRef = Annotated[
 ]
 
 
-def katapult_client(ctx: Context) -> KatapultClient:
-    client = app_state(ctx).katapult
-    if client is None:
+def client_of(state: AppState) -> KatapultClient:
+    if state.katapult is None:
         raise ToolError("Katapult is not configured on this server (KATAPULT_API_TOKEN).")
-    return client
+    return state.katapult
+
+
+def katapult_client(ctx: Context) -> KatapultClient:
+    return client_of(app_state(ctx))
 
 
 def iso(timestamp: int | float | None) -> str:
     if timestamp is None:
         return "never"
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-@contextmanager
-def cancellation_audited(ctx: Context, tool: str, **fields: Any) -> Iterator[None]:
-    """Record a cancelled destructive call, with what was already done, before the cancellation goes on."""
-    try:
-        yield
-    except anyio.get_cancelled_exc_class():
-        app_state(ctx).audit.record("cancelled", durable=True, tool=tool, **fields)
-        raise
