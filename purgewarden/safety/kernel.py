@@ -173,9 +173,18 @@ class Operation(ABC, Generic[InputT, DataT, PlanT, OutcomeT]):
     async def execute(self, run: Run[InputT, DataT]) -> OutcomeT:
         """Carry out the run, settling every item in `run.ledger` (fates from `ApiError.fate`)."""
 
-    async def glimpse(self, call: Call, args: InputT) -> Mapping[str, str]:
-        """For `empties_everything`: the items there now, id → what the API tells about it (quoted)."""
+    def watch(self, run: Run[InputT, DataT]) -> Watch:
+        """For `empties_everything`: how to look at the state while this run's call is in flight."""
         raise NotImplementedError
+
+
+class Watch(ABC):
+    """Looks at the state during one "empty everything" run; holds whatever that run's looks need."""
+
+    @abstractmethod
+    async def look(self, *, final: bool) -> Mapping[str, str]:
+        """The items there now that are outside the plan: id → what the API tells about it (quoted).
+        `final`: the call is over, so look thoroughly; others may be cheap and approximate."""
 
 
 # --- the flow --------------------------------------------------------------------------------------
@@ -371,26 +380,25 @@ async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, 
     report those that were destroyed beyond the plan."""
     seen: dict[str, str] = {}
     interval = run.call.settings.watch_interval
+    watch = op.watch(run)
 
-    async def watch() -> None:
+    async def keep_looking() -> None:
         while True:
-            with contextlib.suppress(ApiError):  # a missed glance only narrows what can be reported
-                seen.update(await op.glimpse(run.call, run.args))
+            with contextlib.suppress(ApiError):  # a missed look only narrows what can be reported
+                seen.update(await watch.look(final=False))
             await anyio.sleep(interval)
 
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(watch)
+            group.start_soon(keep_looking)
             try:
                 outcome = await op.execute(run)
             finally:
                 group.cancel_scope.cancel()
-    except BaseExceptionGroup as failed:  # the watcher never raises: the failure is the execution's
+    except BaseExceptionGroup as failed:  # the watch never raises: the failure is the execution's
         raise failed.exceptions[0] from None
-    planned = run.observation.snapshot.members
-    left = await op.glimpse(run.call, run.args) if seen.keys() - planned else {}
-    beyond = {quote(i): what for i, what in seen.items() if i not in planned and i not in left}
-    run.beyond = BeyondPlan(beyond)
+    left = await watch.look(final=True) if seen else {}
+    run.beyond = BeyondPlan({quote(i): what for i, what in seen.items() if i not in left})
     return outcome
 
 
@@ -498,6 +506,7 @@ __all__ = [
     "Observation",
     "Operation",
     "Run",
+    "Watch",
     "destructive_tool",
     "preview_tool",
 ]

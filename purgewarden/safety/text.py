@@ -40,7 +40,9 @@ def quote(value: object) -> str:
     literal = json.dumps(text, ensure_ascii=False)
     literal = _INVISIBLE.sub(lambda m: _escaped(m.group()), literal)
     if any(unicodedata.category(c) in _ESCAPED_CATEGORIES for c in literal):
-        literal = "".join(_escaped(c) if unicodedata.category(c) in _ESCAPED_CATEGORIES else c for c in literal)
+        literal = "".join(
+            _escaped(c) if unicodedata.category(c) in _ESCAPED_CATEGORIES else c for c in literal
+        )
     return literal
 
 

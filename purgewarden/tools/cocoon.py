@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from purgewarden.clients.cocoon import CocoonClient, RecycleBinItem
 from purgewarden.clients.errors import ApiError, fate
-from purgewarden.safety.kernel import Call, Observation, Operation, Run
+from purgewarden.safety.kernel import Call, Observation, Operation, Run, Watch
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.registry import Toolset, app_state
@@ -214,9 +214,10 @@ class EmptyRecycleBin(Operation[EmptyRecycleBinInput, Bin, EmptyRecycleBinPlan, 
         org = self.target(call, args)["organisation_id"]
         return warnings, {"organisation_id": org, "sample": [BinItem.of(i) for i in largest(items)]}
 
-    async def glimpse(self, call: Call, args: EmptyRecycleBinInput) -> Mapping[str, str]:
-        items = await whole_bin(cocoon_client(call.state), organisation(call.state, args.organisation_id))
-        return {i.id: BinItem.of(i).line() for i in items}
+    def watch(self, run: Run[EmptyRecycleBinInput, Bin]) -> Watch:
+        return BinWatch(
+            cocoon_client(run.call.state), run.target["organisation_id"], run.observation.snapshot.members
+        )
 
     async def execute(self, run: Run[EmptyRecycleBinInput, Bin]) -> EmptyRecycleBinOutcome:
         client = cocoon_client(run.call.state)
@@ -272,6 +273,19 @@ class EmptyRecycleBin(Operation[EmptyRecycleBinInput, Bin, EmptyRecycleBinPlan, 
             deleted=[DeletedItem.of(i) for i in largest(deleted)],
             remaining=len(after),
         )
+
+
+class BinWatch(Watch):
+    """The bin is one request to list whole, so every look lists it."""
+
+    def __init__(self, client: CocoonClient, organisation_id: str, planned: frozenset[str]) -> None:
+        self.client = client
+        self.organisation_id = organisation_id
+        self.planned = planned
+
+    async def look(self, *, final: bool) -> Mapping[str, str]:
+        items = await whole_bin(self.client, self.organisation_id)
+        return {i.id: BinItem.of(i).line() for i in items if i.id not in self.planned}
 
 
 toolset.operation(EmptyRecycleBin())

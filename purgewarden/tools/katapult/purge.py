@@ -19,13 +19,14 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field
 
 from purgewarden.clients.errors import ApiError, Fate
 from purgewarden.clients.katapult import KatapultClient, Task, TrashObject, organization_lookup
-from purgewarden.safety.kernel import Call, Observation, Operation, Run
+from purgewarden.safety.kernel import Call, Observation, Operation, Run, Watch
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
+from purgewarden.safety.state import AppState
 from purgewarden.safety.text import OutcomeOutput, PlanOutput, fence, plural, quote
 from purgewarden.tools.katapult.common import SAMPLE_SIZE, OrganizationRef, client_of, toolset
 from purgewarden.tools.katapult.trash import TaskState, trash_line, whole_trash
@@ -41,46 +42,9 @@ PLAIN_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 Trash = list[TrashObject]
 
 
-class Glance:
-    """What the watch over one purge last saw: the trash's count, and the objects outside the plan.
-
-    A look costs one request (the count). The trash is listed again only when that tells something a
-    listing would show: the count grew (something arrived), or it fell while objects outside the plan
-    were in view (are they still there?). A drop and an arrival between two looks can cancel out; the
-    look after the purge call lists the trash in any case. Only objects outside the plan are described:
-    those in it cannot be beyond it, and quoting tens of thousands of lines per look would stall the loop.
-    """
-
-    def __init__(self) -> None:
-        self.count: int | None = None
-        self.over = False
-        """The purge call is over: the next look lists the trash, since what is left is what counts now."""
-        self._planned: frozenset[str] | None = None
-        self.outside: dict[str, str] = {}
-        """id → the object as Katapult described it (quoted), for the objects in view outside the plan."""
-
-    def saw(self, objects: Trash) -> None:
-        if self._planned is None:  # a run's first listing is its re-check's: the plan
-            self._planned = frozenset(t.id for t in objects)
-        self.count = len(objects)
-        self.outside = {t.id: trash_line(t) for t in objects if t.id not in self._planned}
-
-    def tells_nothing_new(self, count: int) -> bool:
-        """Whether a count, with what was seen last, makes a listing pointless."""
-        if self.count is None:
-            return False
-        return count == self.count or (count < self.count and not self.outside)
-
-
 class PurgeAllTrashObjectsInput(BaseModel):
     organization: OrganizationRef
     wait: bool = Field(True, description="Follow the task to the end and verify (false: return once queued)")
-    _glance: Glance = PrivateAttr(default_factory=Glance)
-
-    @property
-    def glance(self) -> Glance:
-        """The watch's memory, per call: it lives with this call's arguments, never on the shared operation."""
-        return self._glance
 
 
 class PurgeAllTrashObjectsPlan(PlanOutput):
@@ -160,7 +124,6 @@ class PurgeAllTrashObjects(
 
     async def observe(self, call: Call, args: PurgeAllTrashObjectsInput) -> Observation[Trash]:
         objects = await whole_trash(call.state, client_of(call.state), args.organization)
-        args.glance.saw(objects)  # the re-check's listing is the watch's first look
         ids = frozenset(t.id for t in objects)
         return Observation(Snapshot(totals={"objects": len(ids)}, members=ids), objects)
 
@@ -191,22 +154,8 @@ class PurgeAllTrashObjects(
         by_type = dict(Counter(t.object_type for t in objects))
         return warnings, {"by_type": by_type, "sample": objects[:SAMPLE_SIZE]}
 
-    async def glimpse(self, call: Call, args: PurgeAllTrashObjectsInput) -> Mapping[str, str]:
-        """The objects in the trash now that are outside the plan (those in it cannot be beyond it)."""
-        glance = args.glance
-        client = client_of(call.state)
-        if glance.over or glance.count is None:
-            glance.saw(await whole_trash(call.state, client, args.organization))
-            return glance.outside
-        page = await client.list_trash_objects(organization_lookup(args.organization), per_page=1)
-        count = page.pagination.total
-        if count == 0:
-            glance.saw([])
-        elif count is not None and glance.tells_nothing_new(count):
-            glance.count = count
-        else:
-            glance.saw(await whole_trash(call.state, client, args.organization))
-        return glance.outside
+    def watch(self, run: Run[PurgeAllTrashObjectsInput, Trash]) -> Watch:
+        return TrashWatch(run.call.state, run.target["organization"], run.observation.snapshot.members)
 
     async def execute(self, run: Run[PurgeAllTrashObjectsInput, Trash]) -> PurgeAllTrashObjectsOutcome:
         approved = run.observation.snapshot.ordered
@@ -265,8 +214,6 @@ class PurgeAllTrashObjects(
                     why=MAY_YET_HAPPEN if sent else "the purge was never requested",
                 )
             raise
-        finally:
-            run.args.glance.over = True
 
 
 async def follow_task(run: Run[PurgeAllTrashObjectsInput, Trash], client: KatapultClient, task: Task) -> Task:
@@ -400,3 +347,35 @@ async def reconcile(
 
 
 toolset.operation(PurgeAllTrashObjects())
+
+
+class TrashWatch(Watch):
+    """Looks at a trash that may hold tens of thousands of objects while it is purged.
+
+    A look costs one request (the trash's count). The trash is listed again only when that tells something
+    a listing would show: the count grew (something arrived), or it fell while objects outside the plan
+    were in view (are they still there?). A drop and an arrival between two looks can cancel out; the final
+    look lists the trash in any case. Only objects outside the plan are described: those in it cannot be
+    beyond it, and quoting tens of thousands of lines per look would stall the loop.
+    """
+
+    def __init__(self, state: AppState, organization: str, planned: frozenset[str]) -> None:
+        self.state = state
+        self.organization = organization
+        self.planned = planned
+        self.count = len(planned)
+        """The re-check's listing is the first look."""
+        self.outside: dict[str, str] = {}
+
+    async def look(self, *, final: bool) -> Mapping[str, str]:
+        client = client_of(self.state)
+        if not final:
+            page = await client.list_trash_objects(organization_lookup(self.organization), per_page=1)
+            count = page.pagination.total
+            if count is not None and (count == self.count or (count < self.count and not self.outside)):
+                self.count = count
+                return self.outside
+        objects = await whole_trash(self.state, client, self.organization)
+        self.count = len(objects)
+        self.outside = {t.id: trash_line(t) for t in objects if t.id not in self.planned}
+        return self.outside
