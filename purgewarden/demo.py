@@ -94,7 +94,7 @@ async def run_demo() -> int:
                 {},
             )
             await t.call(
-                "Confirm it: the tool repeats the 10,000-item GC call until nothing is left",
+                "Confirm it: the tool repeats the 10,000-item GC call up to the approved plan, never past it",
                 "vault_prune_archived",
                 {"confirm": (prune.structured_content or {}).get("confirmation_token", "")},
             )

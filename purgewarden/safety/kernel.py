@@ -328,7 +328,7 @@ async def carry_out(
             f"The state shrank since the preview (planned {describe_totals(claims.totals)}; now "
             f"{describe_totals(now)}); only what still exists was acted on."
         )
-    run = Run(call, args, target, observation, claims.totals, notes, Ledger(track_ids=True))
+    run = Run(call, args, target, observation, claims.totals, notes, Ledger())
     try:
         outcome = await watched(op, run) if op.empties_everything else await op.execute(run)
     except anyio.get_cancelled_exc_class():
@@ -357,6 +357,7 @@ async def carry_out(
         outcome=outcome.summary,
         counts=outcome.totals,
         accounting=outcome.accounting,
+        examples=run.ledger.samples,
         notes=outcome.notes,
         beyond_plan=dict(run.beyond.items) if run.beyond else {},
     )

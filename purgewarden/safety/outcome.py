@@ -30,12 +30,10 @@ def after_read_back(fate: Fate, still_present: bool | None) -> Fate:
 
 @dataclass
 class Ledger:
-    """Counts per fate, with a few example ids each and, for small runs, each id's fate and why."""
+    """Counts per fate, with a few examples each ("id: why") for the audit log; bounded whatever the run."""
 
-    track_ids: bool = False
     counts: dict[Fate, int] = field(default_factory=lambda: dict.fromkeys(FATES, 0))
     samples: dict[Fate, list[str]] = field(default_factory=lambda: {f: [] for f in FATES})
-    per_id: dict[str, str] = field(default_factory=dict)
 
     def settle(self, fate: Fate, ids: Iterable[str] = (), *, count: int | None = None, why: str = "") -> None:
         """Record `ids` (or an anonymous `count` of items) as having met `fate`."""
@@ -43,11 +41,7 @@ class Ledger:
         self.counts[fate] += len(listed) if count is None else count
         room = SAMPLE - len(self.samples[fate])
         if room > 0:
-            self.samples[fate].extend(listed[:room])
-        if self.track_ids:
-            label = fate if not why else f"{fate}: {why}"
-            for item in listed:
-                self.per_id[item] = label
+            self.samples[fate].extend(f"{item}: {why}" if why else item for item in listed[:room])
 
     @property
     def settled(self) -> int:

@@ -58,7 +58,7 @@ def test_settling_counts_ids_per_fate() -> None:
 
 
 def test_an_anonymous_count_is_counted_without_ids() -> None:
-    ledger = Ledger(track_ids=True)
+    ledger = Ledger()
     ledger.settle("carried_out", count=10_000)
     ledger.settle("unknown", ["x"], count=5)  # the count wins over the ids listed
     assert ledger.totals() == {"carried_out": 10_000, "not_carried_out": 0, "unknown": 5}
@@ -77,22 +77,12 @@ def test_samples_are_bounded_per_fate() -> None:
     assert ledger.counts["carried_out"] == 101
 
 
-def test_per_id_is_kept_only_when_tracking() -> None:
-    untracked = Ledger()
-    untracked.settle("carried_out", ["a"])
-    assert untracked.per_id == {}
-    tracked = Ledger(track_ids=True)
-    tracked.settle("carried_out", ["a"])
-    tracked.settle("not_carried_out", ["b"], why="HTTP 404")
-    tracked.settle("unknown", ["c"], why="timeout")
-    assert tracked.per_id == {"a": "carried_out", "b": "not_carried_out: HTTP 404", "c": "unknown: timeout"}
-
-
-def test_a_generator_of_ids_is_read_once() -> None:
-    ledger = Ledger(track_ids=True)
-    ledger.settle("carried_out", (i for i in ["a", "b"]))
-    assert ledger.counts["carried_out"] == 2
-    assert ledger.per_id == {"a": "carried_out", "b": "carried_out"}
+def test_examples_say_why() -> None:
+    ledger = Ledger()
+    ledger.settle("carried_out", ["a"])
+    ledger.settle("not_carried_out", ["b"], why="HTTP 404")
+    ledger.settle("unknown", (i for i in ["c"]), why="timeout")
+    assert ledger.samples == {"carried_out": ["a"], "not_carried_out": ["b: HTTP 404"], "unknown": ["c: timeout"]}
 
 
 def test_totals_is_a_copy() -> None:

@@ -119,7 +119,7 @@ def test_a_token_with_a_rewritten_payload_is_refused() -> None:
 
     store = confirmations()
     token = issue(store)
-    prefix, payload, signature = token.split(".")
+    prefix, _payload, signature = token.split(".")
     claims = store.peek(token)
     assert claims is not None
     forged = claims.model_copy(update={"tool": "katapult_purge_all_trash_objects"}).model_dump_json().encode()
@@ -164,7 +164,8 @@ def test_a_token_for_another_credential_is_refused() -> None:
     problem = refusal(store, token, credential="fp-sam")
     assert problem.reason == "wrong_credential"
     assert "different API credential" in str(problem)
-    assert "fp-alex" not in str(problem) and "fp-sam" not in str(problem)
+    assert "fp-alex" not in str(problem)
+    assert "fp-sam" not in str(problem)
 
 
 def test_a_used_token_is_refused_by_check_and_by_consume() -> None:
@@ -274,7 +275,7 @@ def test_concurrent_checks_consume_nothing() -> None:
         try:
             for _ in range(20):
                 check(store, token)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+        except BaseException as exc:
             failures.append(exc)
 
     workers = [threading.Thread(target=look) for _ in range(32)]
