@@ -134,9 +134,9 @@ class Operation(ABC, Generic[InputT, DataT, PlanT, OutcomeT]):
     def preview_tool(self) -> str:
         return f"{self.service}_preview_{self.name}"
 
-    @abstractmethod
     def credential(self, call: Call) -> str:
-        """The fingerprint of the credential in use (raises ToolError when the service is not configured)."""
+        """The fingerprint of the credential in use: what a token is bound to instead of the secret."""
+        return call.state.client(self.service).fingerprint
 
     @abstractmethod
     def target(self, call: Call, args: InputT) -> dict[str, Any]:

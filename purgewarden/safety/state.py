@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mcp.server.mcpserver.exceptions import ToolError
+
 from purgewarden.config import Settings
 from purgewarden.safety.audit import AuditLog
 from purgewarden.safety.plans import Confirmations
 from purgewarden.safety.redact import Redactor
 
 if TYPE_CHECKING:
+    from purgewarden.clients.base import ServiceClient
     from purgewarden.clients.cocoon import CocoonClient
     from purgewarden.clients.katapult import KatapultClient
     from purgewarden.clients.vault import VaultClient
@@ -25,3 +28,10 @@ class AppState:
     katapult: KatapultClient | None = None
     vault: VaultClient | None = None
     cocoon: CocoonClient | None = None
+
+    def client(self, service: str) -> ServiceClient:
+        """The service's client; a tool of a service without credentials is never served, so this is a guard."""
+        client: ServiceClient | None = getattr(self, service, None)
+        if client is None:
+            raise ToolError(f"{service} is not configured on this server (its credentials are missing).")
+        return client

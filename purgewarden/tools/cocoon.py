@@ -171,9 +171,6 @@ class EmptyRecycleBin(Operation[EmptyRecycleBinInput, Bin, EmptyRecycleBinPlan, 
     Outcome = EmptyRecycleBinOutcome
     empties_everything = True
 
-    def credential(self, call: Call) -> str:
-        return cocoon_client(call.state).fingerprint
-
     def target(self, call: Call, args: EmptyRecycleBinInput) -> dict[str, Any]:
         return {"organisation_id": organisation(call.state, args.organisation_id)}
 

@@ -218,9 +218,6 @@ class RevokePresignedUrls(
     Plan = RevokePresignedUrlsPlan
     Outcome = RevokePresignedUrlsOutcome
 
-    def credential(self, call: Call) -> str:
-        return client_of(call.state).fingerprint
-
     def target(self, call: Call, args: RevokePresignedUrlsInput) -> dict[str, Any]:
         return {"buckets": bucket_keys(args.buckets)}
 

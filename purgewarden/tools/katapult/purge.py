@@ -110,9 +110,6 @@ class PurgeAllTrashObjects(
     empties_everything = True
     destructive_fields = ("wait",)
 
-    def credential(self, call: Call) -> str:
-        return client_of(call.state).fingerprint
-
     def target(self, call: Call, args: PurgeAllTrashObjectsInput) -> dict[str, Any]:
         return {"organization": args.organization}
 

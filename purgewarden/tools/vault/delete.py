@@ -94,9 +94,6 @@ class DeleteObjects(Operation[DeleteObjectsInput, Resolved, DeleteObjectsPlan, D
     Plan = DeleteObjectsPlan
     Outcome = DeleteObjectsOutcome
 
-    def credential(self, call: Call) -> str:
-        return vault_client(call.state).fingerprint
-
     def target(self, call: Call, args: DeleteObjectsInput) -> dict[str, Any]:
         return Target.of(args).arguments()
 

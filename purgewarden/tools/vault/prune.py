@@ -132,9 +132,6 @@ class PruneArchived(Operation[PruneArchivedInput, Garbage, PruneArchivedPlan, Pr
     Plan = PruneArchivedPlan
     Outcome = PruneArchivedOutcome
 
-    def credential(self, call: Call) -> str:
-        return vault_client(call.state).fingerprint
-
     def target(self, call: Call, args: PruneArchivedInput) -> dict[str, Any]:
         return {"filter": args.filter}
 
