@@ -9,7 +9,6 @@ it is data, and cannot pass for our words.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,6 @@ TELL_USER = "Tell the user; this needs a change on their side before retrying."
 UNKNOWN_FATE = "It is not known whether it was carried out; " + PREVIEW_AGAIN.lower()
 DETAIL_ITEMS = 5
 """A detail list or mapping shows this many entries at most: one hostile field cannot flood the text."""
-_PLAIN_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -252,7 +250,7 @@ def explain(error: ApiError) -> str:
     what = entry.what.format_map(_Fields(error))
     service = SERVICE_NAMES.get(error.service, error.service)
     if error.kind == "response":
-        code = f"{_code(error.code)}, HTTP {error.status}" if error.code else f"HTTP {error.status}"
+        code = f"{_code(error)}, HTTP {error.status}" if error.code else f"HTTP {error.status}"
         verb = "refused" if (error.status or 500) < 500 else "failed"
         known = error.code in CATALOGUE.get(error.service, {})
         api_said = f" The API said: {quote(error.message)}." if error.message and not known else ""
@@ -268,9 +266,10 @@ def explain(error: ApiError) -> str:
     return f"{text} {entry.next}"
 
 
-def _code(code: str) -> str:
-    """A code as it is when it looks like one (PV1004, scope_not_granted), else quoted like any API text."""
-    return code if _PLAIN_CODE.fullmatch(code) else quote(code)
+def _code(error: ApiError) -> str:
+    """A documented code as it is (PV1004, scope_not_granted); any other is API text, and quoted."""
+    code = error.code or ""
+    return code if code in CATALOGUE.get(error.service, {}) else quote(code)
 
 
 def _shown(value: Any) -> str:
@@ -278,7 +277,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, list):
         items = [_scalar(v) for v in value[:DETAIL_ITEMS]]
     elif isinstance(value, dict):
-        items = [f"{_code(str(k))} {_scalar(v)}" for k, v in list(value.items())[:DETAIL_ITEMS]]
+        items = [f"{quote(k)} {_scalar(v)}" for k, v in list(value.items())[:DETAIL_ITEMS]]
     else:
         return _scalar(value)
     more = f" and {len(value) - DETAIL_ITEMS:,} more" if len(value) > DETAIL_ITEMS else ""

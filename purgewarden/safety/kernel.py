@@ -205,7 +205,7 @@ def question_for(
     op: Operation[Any, Any, Any, Any], claims: Claims, target: Mapping[str, Any], settings: Settings
 ) -> Question:
     """The question about a checked token (whose target `check` proved is this call's)."""
-    size = op.blast_radius(claims.totals)
+    size = claims.size
     if size <= settings.typed_confirmation_over:
         return Question(claims.summary)
     typed = op.typed_target(target)
@@ -214,9 +214,8 @@ def question_for(
     return Question(claims.summary, expected=typed)
 
 
-def over_cap(op: Operation[Any, Any, Any, Any], totals: Mapping[str, int], settings: Settings) -> str | None:
+def over_cap(size: int, settings: Settings) -> str | None:
     cap = settings.max_items
-    size = op.blast_radius(totals)
     if cap is None or size <= cap:
         return None
     return (
@@ -236,11 +235,12 @@ def issue_plan(
     """A plan for the user, with a token unless it is beyond the operator's cap; audits the preview."""
     snapshot = observation.snapshot
     summary = op.summary(target, observation)
-    capped = over_cap(op, snapshot.totals, call.settings)
+    size = op.blast_radius(snapshot.totals)
+    capped = over_cap(size, call.settings)
     token: str | None = None
     expires: str | None = None
     if capped is None:
-        issued = call.state.confirmations.issue(op.tool, target, op.credential(call), snapshot, summary)
+        issued = call.state.confirmations.issue(op.tool, target, op.credential(call), snapshot, summary, size)
         token, expires = issued.token, issued.expires_at
     else:
         warnings = [*warnings, capped]
@@ -276,7 +276,7 @@ def checked(
     claims = call.state.confirmations.check(
         confirm, tool=op.tool, preview_tool=op.preview_tool, arguments=target, credential=op.credential(call)
     )
-    capped = over_cap(op, claims.totals, call.settings)
+    capped = over_cap(claims.size, call.settings)
     if capped is not None:
         raise Refusal("over_cap", f"Refused: {capped} Nothing was deleted.")
     return target, claims
@@ -294,7 +294,8 @@ async def carry_out(
         raise refusal
     held = call.state.confirmations.consume(claims)
     observation = await op.recheck(call, args, held)
-    verdict = compare(claims.totals, claims.state, held.members if held else None, observation.snapshot)
+    verdict = compare(held, claims.state, observation.snapshot)
+    planned = describe_totals(held.totals) if held else "what this server no longer holds"
     now = observation.snapshot.totals
     if verdict == "grown":
         warnings, fields = await op.plan(call, args, observation)
@@ -308,10 +309,10 @@ async def carry_out(
         raise Refusal(
             "state_grew",
             f"Refused: the state changed since the preview and the operation would now destroy more than the "
-            f"user approved (planned {describe_totals(claims.totals)}; now {describe_totals(now)}). Nothing was "
+            f"user approved (planned {planned}; now {describe_totals(now)}). Nothing was "
             f"deleted. New plan: {fresh.summary} Show the user this new plan; {offer}",
         )
-    capped = over_cap(op, now, settings)
+    capped = over_cap(op.blast_radius(now), settings)
     if capped is not None:
         raise Refusal("over_cap", f"Refused: {capped} Nothing was deleted.")
     call.audit(
@@ -325,10 +326,10 @@ async def carry_out(
     notes = []
     if verdict == "shrunk":
         notes.append(
-            f"The state shrank since the preview (planned {describe_totals(claims.totals)}; now "
+            f"The state shrank since the preview (planned {planned}; now "
             f"{describe_totals(now)}); only what still exists was acted on."
         )
-    run = Run(call, args, target, observation, claims.totals, notes, Ledger())
+    run = Run(call, args, target, observation, held.totals if held else now, notes, Ledger())
     try:
         outcome = await watched(op, run) if op.empties_everything else await op.execute(run)
     except anyio.get_cancelled_exc_class():

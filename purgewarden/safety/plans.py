@@ -65,35 +65,36 @@ class Snapshot:
 Verdict = Literal["same", "shrunk", "grown"]
 
 
-def compare(
-    planned_totals: Mapping[str, int],
-    planned_digest: str,
-    planned_members: frozenset[str] | None,
-    current: Snapshot,
-) -> Verdict:
+def compare(planned: Snapshot | None, planned_digest: str, current: Snapshot) -> Verdict:
     """How the state moved since the preview. Anything that cannot be shown to be smaller counts as grown.
 
-    `current.members` may be the planned ids themselves with smaller totals: a re-check that counted the
-    state but did not list it again (what is acted on is then still at most the planned ids).
+    `planned` is the previewed snapshot when this server still holds it; without it only the digest
+    can be compared, and any change counts as grown. `current.members` may be the planned ids
+    themselves with smaller totals: a re-check that counted the state but did not list it again.
     """
-    if planned_members is None:
-        if current.digest == planned_digest:
-            return "same"
-    elif dict(current.totals) == dict(planned_totals) and current.members == planned_members:
-        return "same"  # what the planned digest covers, compared without hashing every id
-    if any(current.totals.get(k, 0) > planned_totals.get(k, 0) for k in current.totals):
+    if planned is None:
+        return "same" if current.digest == planned_digest else "grown"
+    if planned.members:
+        if dict(current.totals) == dict(planned.totals) and current.members == planned.members:
+            return "same"  # what the planned digest covers, compared without hashing every id
+    elif current.digest == planned_digest:
+        return "same"
+    if any(current.totals.get(k, 0) > planned.totals.get(k, 0) for k in current.totals):
         return "grown"
-    if current.members and (planned_members is None or not current.members <= planned_members):
+    if current.members and not current.members <= planned.members:
         return "grown"
     return "shrunk"
 
 
 class Claims(BaseModel):
+    """What a token carries. The plan's totals and ids stay on the server: the token stays short."""
+
     tool: str
     args: str
     credential: str
     state: str
-    totals: dict[str, int]
+    size: int
+    """The plan's blast radius in items (for the typed confirmation and the operator's cap)."""
     summary: str
     expires: float
     nonce: str
@@ -120,11 +121,17 @@ class Confirmations:
         self._clock = clock
         self._used: dict[str, float] = {}
         self._plans: OrderedDict[str, Snapshot] = OrderedDict()
-        """Previewed snapshots with members, by nonce (the token carries only their digest)."""
+        """Previewed snapshots, by nonce (the token carries only their digest)."""
         self._lock = threading.Lock()
 
     def issue(
-        self, tool: str, arguments: Mapping[str, Any], credential: str, snapshot: Snapshot, summary: str
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        credential: str,
+        snapshot: Snapshot,
+        summary: str,
+        size: int,
     ) -> Issued:
         expires = self._clock() + self.ttl
         claims = Claims(
@@ -132,16 +139,15 @@ class Confirmations:
             args=canonical(arguments),
             credential=credential,
             state=snapshot.digest,
-            totals=dict(snapshot.totals),
+            size=size,
             summary=summary,
             expires=expires,
             nonce=secrets.token_urlsafe(12),
         )
-        if snapshot.members:
-            with self._lock:
-                self._plans[claims.nonce] = snapshot
-                while len(self._plans) > MAX_REMEMBERED_PLANS:
-                    self._plans.popitem(last=False)
+        with self._lock:
+            self._plans[claims.nonce] = snapshot
+            while len(self._plans) > MAX_REMEMBERED_PLANS:
+                self._plans.popitem(last=False)
         payload = _b64(claims.model_dump_json().encode())
         token = f"{TOKEN_PREFIX}.{payload}.{self._sign(payload)}"
         return Issued(
@@ -208,8 +214,8 @@ class Confirmations:
         return claims
 
     def consume(self, claims: Claims) -> Snapshot | None:
-        """Burn a checked token, atomically: exactly one caller wins. Returns the previewed snapshot with
-        its members when this server still holds it."""
+        """Burn a checked token, atomically: exactly one caller wins. Returns the previewed snapshot
+        when this server still holds it."""
         now = self._clock()
         with self._lock:
             self._used = {n: t for n, t in self._used.items() if t > now}

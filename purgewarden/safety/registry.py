@@ -85,6 +85,21 @@ def client_name(ctx: Context) -> str | None:
     return params.client_info.name if params is not None else None
 
 
+STRUCTURED_CHARS = 1000
+"""Longest string value in structured content (bar the token): API values can be floods, results may not."""
+
+
+def clipped(data: Any, key: str = "") -> Any:
+    """Structured content with every long string value cut short, as `quote` cuts them in text."""
+    if isinstance(data, str) and len(data) > STRUCTURED_CHARS and key != "confirmation_token":
+        return f"{data[:STRUCTURED_CHARS]}…[{len(data) - STRUCTURED_CHARS} more characters]"
+    if isinstance(data, dict):  # keys too: some are API values (object types, collection names)
+        return {clipped(k): clipped(v, k) for k, v in data.items()}
+    if isinstance(data, list):
+        return [clipped(item, key) for item in data]
+    return data
+
+
 def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
     """Wrap a tool: render its text, translate `ApiError` into words, scrub secrets, audit refusals."""
 
@@ -119,7 +134,7 @@ def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
             raise ToolError(scrub(explain(error))) from None
         except ToolError as error:
             raise ToolError(scrub(str(error))) from None
-        structured = state.redactor.scrub_values(result.model_dump(mode="json", by_alias=True))
+        structured = clipped(state.redactor.scrub_values(result.model_dump(mode="json", by_alias=True)))
         return CallToolResult(
             content=[TextContent(type="text", text=scrub(result.render()))],
             structured_content=structured,

@@ -82,7 +82,11 @@ def test_examples_say_why() -> None:
     ledger.settle("carried_out", ["a"])
     ledger.settle("not_carried_out", ["b"], why="HTTP 404")
     ledger.settle("unknown", (i for i in ["c"]), why="timeout")
-    assert ledger.samples == {"carried_out": ["a"], "not_carried_out": ["b: HTTP 404"], "unknown": ["c: timeout"]}
+    assert ledger.samples == {
+        "carried_out": ["a"],
+        "not_carried_out": ["b: HTTP 404"],
+        "unknown": ["c: timeout"],
+    }
 
 
 def test_totals_is_a_copy() -> None:

@@ -49,7 +49,7 @@ def refusal(store: Confirmations, token: str, **overrides: Any) -> Refusal:
 
 
 def issue(store: Confirmations, snapshot: Snapshot = SNAPSHOT, arguments: dict[str, Any] = ARGS) -> str:
-    return store.issue(TOOL, arguments, CREDENTIAL, snapshot, "Delete 3 items.").token
+    return store.issue(TOOL, arguments, CREDENTIAL, snapshot, "Delete 3 items.", 3).token
 
 
 # --- check: every binding ------------------------------------------------------------------------
@@ -64,7 +64,8 @@ def test_an_authentic_token_checks_out_with_its_claims() -> None:
     assert claims.credential == CREDENTIAL
     assert claims.args == canonical(ARGS)
     assert claims.state == SNAPSHOT.digest
-    assert claims.totals == {"items": 3, "bytes": 300}
+    assert claims.size == 3
+    assert "bytes" not in claims.model_dump_json()  # the totals stay on the server
     assert claims.summary == "Delete 3 items."
 
 
@@ -76,7 +77,7 @@ def test_surrounding_whitespace_is_tolerated() -> None:
 
 def test_argument_order_does_not_matter() -> None:
     store = confirmations()
-    token = store.issue(TOOL, {"a": 1, "b": 2}, CREDENTIAL, SNAPSHOT, "s").token
+    token = store.issue(TOOL, {"a": 1, "b": 2}, CREDENTIAL, SNAPSHOT, "s", 3).token
     check(store, token, arguments={"b": 2, "a": 1})
 
 
@@ -206,10 +207,11 @@ def test_consume_on_a_server_that_did_not_preview_holds_no_snapshot() -> None:
     assert refusal(replica, token).reason == "reused_token"
 
 
-def test_a_plan_without_members_is_not_held() -> None:
+def test_a_plan_without_members_is_held_too() -> None:
     store = confirmations()
-    claims = check(store, issue(store, Snapshot(totals={"items": 3})))
-    assert store.consume(claims) is None
+    counted = Snapshot(totals={"items": 3})
+    claims = check(store, issue(store, counted))
+    assert store.consume(claims) == counted
 
 
 def test_tokens_are_independent() -> None:
@@ -318,7 +320,7 @@ PLANNED = Snapshot(totals={"items": 3, "bytes": 300}, members=frozenset({"a", "b
 
 
 def verdict(current: Snapshot, *, held: bool = True, planned: Snapshot = PLANNED) -> str:
-    return compare(planned.totals, planned.digest, planned.members if held else None, current)
+    return compare(planned if held else None, planned.digest, current)
 
 
 def test_the_same_state_is_same() -> None:
@@ -328,7 +330,8 @@ def test_the_same_state_is_same() -> None:
 
 def test_the_same_totals_without_members_is_same_by_digest() -> None:
     counted = Snapshot(totals={"items": 7})
-    assert compare(counted.totals, counted.digest, None, Snapshot(totals={"items": 7})) == "same"
+    assert compare(counted, counted.digest, Snapshot(totals={"items": 7})) == "same"
+    assert compare(None, counted.digest, Snapshot(totals={"items": 7})) == "same"
 
 
 def test_a_subset_with_smaller_totals_has_shrunk() -> None:
@@ -369,10 +372,16 @@ def test_members_without_the_held_plan_cannot_be_shown_smaller() -> None:
     assert verdict(Snapshot({"items": 2, "bytes": 200}, frozenset({"a", "b"})), held=False) == "grown"
 
 
-def test_counts_without_members_and_without_the_held_plan() -> None:
+def test_counts_without_members() -> None:
     counted = Snapshot(totals={"items": 7, "bytes": 70})
-    assert compare(counted.totals, counted.digest, None, Snapshot({"items": 5, "bytes": 70})) == "shrunk"
-    assert compare(counted.totals, counted.digest, None, Snapshot({"items": 8, "bytes": 10})) == "grown"
+    assert compare(counted, counted.digest, Snapshot({"items": 5, "bytes": 70})) == "shrunk"
+    assert compare(counted, counted.digest, Snapshot({"items": 8, "bytes": 10})) == "grown"
+
+
+def test_without_the_held_plan_any_change_counts_as_grown() -> None:
+    # A server that does not hold the plan has only its digest: it cannot show that a change is smaller.
+    counted = Snapshot(totals={"items": 7, "bytes": 70})
+    assert compare(None, counted.digest, Snapshot({"items": 5, "bytes": 70})) == "grown"
 
 
 # --- the snapshot's digest -----------------------------------------------------------------------

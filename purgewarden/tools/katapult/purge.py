@@ -27,7 +27,7 @@ from purgewarden.safety.kernel import Call, Observation, Operation, Run, Watch
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.state import AppState
-from purgewarden.safety.text import OutcomeOutput, PlanOutput, fence, plural, quote
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, fence, listed, plural, quote
 from purgewarden.tools.katapult.common import SAMPLE_SIZE, OrganizationRef, client_of, toolset
 from purgewarden.tools.katapult.trash import TaskState, trash_line, whole_trash
 
@@ -45,6 +45,10 @@ Trash = list[TrashObject]
 class PurgeAllTrashObjectsInput(BaseModel):
     organization: OrganizationRef
     wait: bool = Field(True, description="Follow the task to the end and verify (false: return once queued)")
+
+
+TYPES_SHOWN = 50
+"""Types counted one by one in a plan; a trash of thousands of types counts the rest together."""
 
 
 class PurgeAllTrashObjectsPlan(PlanOutput):
@@ -66,7 +70,7 @@ def describe_purge(organization: str, objects: Trash) -> str:
     kinds: Counter[str] = Counter()
     for kind, n in Counter(t.object_type for t in objects).items():  # a regex per type, not per object
         kinds[quote(kind) if PLAIN_TYPE.fullmatch(kind) else "other"] += n
-    detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+    detail = listed([f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))])
     return (
         f"Permanently purge all {len(objects)} objects ({detail or 'none'}) from the trash of Katapult "
         f"organization {quote(organization)}; they can no longer be restored."
@@ -148,7 +152,10 @@ class PurgeAllTrashObjects(
             warnings.append(running)
         if not objects:
             warnings.append("The trash is empty: there is nothing to purge.")
-        by_type = dict(Counter(t.object_type for t in objects))
+        counts = Counter(t.object_type for t in objects)
+        by_type = dict(counts.most_common(TYPES_SHOWN))
+        if len(counts) > TYPES_SHOWN:
+            by_type["(other types)"] = len(objects) - sum(by_type.values())
         return warnings, {"by_type": by_type, "sample": objects[:SAMPLE_SIZE]}
 
     def watch(self, run: Run[PurgeAllTrashObjectsInput, Trash]) -> Watch:

@@ -24,7 +24,7 @@ from purgewarden.clients.vault import GcCount, GcFilter, VaultClient
 from purgewarden.safety.kernel import Call, Observation, Operation, Run
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
-from purgewarden.safety.text import OutcomeOutput, PlanOutput, fence, plural, quote
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, fence, listed, plural, quote
 from purgewarden.tools.vault.common import KNOWN_TYPES, MAINTENANCE, failure, toolset, vault_client
 
 GC_CALL_LIMIT = 10_000
@@ -149,7 +149,7 @@ class PruneArchived(Operation[PruneArchivedInput, Garbage, PruneArchivedPlan, Pr
             return "Nothing in the Vault is archived past the retention period: there is nothing to prune."
         return (
             f"Permanently delete {total:,} Piiano Vault items archived past the retention period "
-            f"({'; '.join(lines(totals))})."
+            f"({listed(lines(totals), sep='; ')})."
         )
 
     async def plan(
