@@ -37,6 +37,7 @@ class NotAsked(BaseModel):
 
 CANNOT_ELICIT = "client cannot elicit"
 TOKEN_REFUSED = "the token will be refused"
+TOKEN_BUSY = "another call is asking about this token"
 
 HumanAnswer = ElicitationResult[HumanApproval | TypedApproval | NotAsked]
 
@@ -66,6 +67,11 @@ class Question:
             answer = answer.replace(",", "").replace("_", "").replace(" ", "")
             return answer == (self.expected or "").replace(",", "")
         return answer == self.expected
+
+
+def was_asked(answer: HumanAnswer) -> bool:
+    """Whether the user saw the question in this call (any answer), rather than not being asked."""
+    return not (isinstance(answer, AcceptedElicitation) and isinstance(answer.data, NotAsked))
 
 
 def refusal_for(answer: HumanAnswer, question: Question, *, require_human: bool, tool: str) -> Refusal | None:

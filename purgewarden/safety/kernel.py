@@ -18,7 +18,7 @@ import contextlib
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import anyio
@@ -32,6 +32,7 @@ from purgewarden.config import Settings
 from purgewarden.safety.errors import explain
 from purgewarden.safety.human import (
     CANNOT_ELICIT,
+    TOKEN_BUSY,
     TOKEN_REFUSED,
     HumanAnswer,
     HumanApproval,
@@ -39,6 +40,7 @@ from purgewarden.safety.human import (
     Question,
     TypedApproval,
     refusal_for,
+    was_asked,
 )
 from purgewarden.safety.outcome import BeyondPlan, Ledger
 from purgewarden.safety.plans import Claims, Refusal, Snapshot, compare, describe_totals
@@ -178,13 +180,21 @@ class Operation(ABC, Generic[InputT, DataT, PlanT, OutcomeT]):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Look:
+    """What one look at the state saw: the items outside the plan, and whether planned ones remained."""
+
+    outside: Mapping[str, str]
+    """id → what the API tells about the item (quoted)."""
+    planned_remain: bool
+
+
 class Watch(ABC):
     """Looks at the state during one "empty everything" run; holds whatever that run's looks need."""
 
     @abstractmethod
-    async def look(self, *, final: bool) -> Mapping[str, str]:
-        """The items there now that are outside the plan: id → what the API tells about it (quoted).
-        `final`: the call is over, so look thoroughly; others may be cheap and approximate."""
+    async def look(self, *, final: bool) -> Look:
+        """The state now. `final`: the call is over, so look thoroughly; others may be cheap."""
 
 
 # --- the flow --------------------------------------------------------------------------------------
@@ -287,12 +297,22 @@ async def carry_out(
 ) -> OutcomeT:
     settings = call.settings
     target, claims = checked(op, call, args, confirm)
+    confirmations = call.state.confirmations
+    asked = was_asked(human)
+    if not asked and confirmations.being_asked(claims):
+        raise Refusal(
+            "token_busy",
+            "Refused: this confirmation token is already used by another call, which is asking the user about "
+            "it right now; each token works once. Wait for that call's result.",
+        )
     refusal = refusal_for(
         human, question_for(op, claims, target, settings), require_human=settings.require_human, tool=op.tool
     )
     if refusal is not None:
+        if asked:
+            confirmations.release(claims)
         raise refusal
-    held = call.state.confirmations.consume(claims)
+    held = confirmations.consume(claims)
     observation = await op.recheck(call, args, held)
     verdict = compare(held, claims.state, observation.snapshot)
     planned = describe_totals(held.totals) if held else "what this server no longer holds"
@@ -380,14 +400,14 @@ def unfinished(call: Call, error: ApiError, run: Run[Any, Any]) -> str:
 async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, DataT]) -> OutcomeT:
     """Execute an "empty everything" run while watching for items that arrive meanwhile; afterwards,
     report those that were destroyed beyond the plan."""
-    seen: dict[str, str] = {}
     interval = run.call.settings.watch_interval
     watch = op.watch(run)
+    met = Sighting()
 
     async def keep_looking() -> None:
         while True:
             with contextlib.suppress(ApiError):  # a missed look only narrows what can be reported
-                seen.update(await watch.look(final=False))
+                met.saw(await watch.look(final=False))
             await anyio.sleep(interval)
 
     try:
@@ -399,9 +419,23 @@ async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, 
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as failed:  # the watch never raises: the failure is the execution's
         raise failed.exceptions[0] from None
-    left = await watch.look(final=True) if seen else {}
-    run.beyond = BeyondPlan({quote(i): what for i, what in seen.items() if i not in left})
+    left = (await watch.look(final=True)).outside if met.outside else {}
+    run.beyond = BeyondPlan({quote(i): what for i, what in met.outside.items() if i not in left})
     return outcome
+
+
+@dataclass
+class Sighting:
+    """The items outside the plan in the last look that still showed planned ones: what the call met.
+
+    An item that came and went before the planned ones did is not in it; one that arrived and was
+    destroyed between two looks is not seen at all (the limit of watching from outside)."""
+
+    outside: Mapping[str, str] = field(default_factory=dict)
+
+    def saw(self, look: Look) -> None:
+        if look.planned_remain:
+            self.outside = look.outside
 
 
 # --- the tools -------------------------------------------------------------------------------------
@@ -473,6 +507,10 @@ def destructive_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitab
             target, claims = checked(op, call, validated(op, arguments), confirm)
         except ToolError:
             return NotAsked(why=TOKEN_REFUSED)  # the tool body refuses it, with the reason
+        # A first round claims the token for its question; a later round (2026-07-28: the answer comes
+        # back with the request state this call was given) is the same call asking again.
+        if not ctx.request_state and not call.state.confirmations.reserve(claims):
+            return NotAsked(why=TOKEN_BUSY)
         question = question_for(op, claims, target, call.settings)
         return Elicit(question.message, question.schema)
 
@@ -505,6 +543,7 @@ def destructive_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitab
 
 __all__ = [
     "Call",
+    "Look",
     "Observation",
     "Operation",
     "Run",

@@ -120,6 +120,8 @@ class Confirmations:
         self.ttl = ttl
         self._clock = clock
         self._used: dict[str, float] = {}
+        self._asking: dict[str, float] = {}
+        """Tokens whose human is being asked by one call, by nonce: no other call may ask about them."""
         self._plans: OrderedDict[str, Snapshot] = OrderedDict()
         """Previewed snapshots, by nonce (the token carries only their digest)."""
         self._lock = threading.Lock()
@@ -213,6 +215,26 @@ class Confirmations:
                 raise Refusal("reused_token", f"{REUSED} {again}")
         return claims
 
+    def reserve(self, claims: Claims) -> bool:
+        """Claim a checked token for one call's question, atomically; False when another call holds it
+        (or it was used meanwhile). Held until consumed, released, or expired."""
+        now = self._clock()
+        with self._lock:
+            self._asking = {n: t for n, t in self._asking.items() if t > now}
+            if claims.nonce in self._asking or claims.nonce in self._used:
+                return False
+            self._asking[claims.nonce] = claims.expires
+            return True
+
+    def release(self, claims: Claims) -> None:
+        """The question was answered no: the token may be asked about again."""
+        with self._lock:
+            self._asking.pop(claims.nonce, None)
+
+    def being_asked(self, claims: Claims) -> bool:
+        with self._lock:
+            return self._asking.get(claims.nonce, 0.0) > self._clock()
+
     def consume(self, claims: Claims) -> Snapshot | None:
         """Burn a checked token, atomically: exactly one caller wins. Returns the previewed snapshot
         when this server still holds it."""
@@ -222,6 +244,7 @@ class Confirmations:
             if claims.nonce in self._used:
                 raise Refusal("reused_token", f"{REUSED} Preview again for a new token.")
             self._used[claims.nonce] = claims.expires
+            self._asking.pop(claims.nonce, None)
             return self._plans.pop(claims.nonce, None)
 
     def _sign(self, payload: str) -> str:

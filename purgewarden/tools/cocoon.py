@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from purgewarden.clients.cocoon import CocoonClient, RecycleBinItem
 from purgewarden.clients.errors import ApiError, fate
-from purgewarden.safety.kernel import Call, Observation, Operation, Run, Watch
+from purgewarden.safety.kernel import Call, Look, Observation, Operation, Run, Watch
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.registry import Toolset, app_state
@@ -220,6 +220,14 @@ class EmptyRecycleBin(Operation[EmptyRecycleBinInput, Bin, EmptyRecycleBinPlan, 
         client = cocoon_client(run.call.state)
         org = run.target["organisation_id"]
         before = run.observation.data
+        if not before:  # emptying an empty bin could only destroy what arrives meanwhile
+            return EmptyRecycleBinOutcome(
+                summary=f"The recycle bin of organisation {org} is already empty; nothing was deleted.",
+                totals={"items": 0, "bytes": 0},
+                organisation_id=org,
+                deleted=[],
+                remaining=0,
+            )
         await run.call.progress(0, 1, "emptying the recycle bin")
         failure: ApiError | None = None
         with anyio.CancelScope(shield=True):  # once sent, the answer is worth waiting for
@@ -280,9 +288,10 @@ class BinWatch(Watch):
         self.organisation_id = organisation_id
         self.planned = planned
 
-    async def look(self, *, final: bool) -> Mapping[str, str]:
+    async def look(self, *, final: bool) -> Look:
         items = await whole_bin(self.client, self.organisation_id)
-        return {i.id: BinItem.of(i).line() for i in items if i.id not in self.planned}
+        outside = {i.id: BinItem.of(i).line() for i in items if i.id not in self.planned}
+        return Look(outside, planned_remain=len(outside) < len(items))
 
 
 toolset.operation(EmptyRecycleBin())

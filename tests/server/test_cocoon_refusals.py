@@ -171,7 +171,9 @@ async def test_a_token_issued_for_another_tool_is_refused(
     snapshot = Snapshot(totals=bin_totals(sandbox), members=frozenset(ALEX_BIN))
     token = (
         Confirmations(b"k", 300)
-        .issue("katapult_purge_all_trash_objects", {"organisation_id": ORG}, fingerprint, snapshot, "purge", 7)
+        .issue(
+            "katapult_purge_all_trash_objects", {"organisation_id": ORG}, fingerprint, snapshot, "purge", 7
+        )
         .token
     )
     before = world(sandbox)

@@ -403,3 +403,35 @@ def test_the_digest_separates_members() -> None:
 def test_the_digest_separates_members_that_contain_the_separator() -> None:
     # Ids are API text: one id holding a NUL must not hash like two ids (a replica compares digests only).
     assert Snapshot({}, frozenset({"a\0b"})).digest != Snapshot({}, frozenset({"a", "b"})).digest
+
+
+# --- reserve: one question per token -------------------------------------------------------------
+
+
+def test_a_token_is_asked_about_by_one_call_at_a_time() -> None:
+    store = confirmations()
+    claims = check(store, issue(store))
+    assert store.reserve(claims)
+    assert store.being_asked(claims)
+    assert not store.reserve(claims)  # a second call may not ask about it meanwhile
+    store.release(claims)  # the user said no: the token may be asked about again
+    assert not store.being_asked(claims)
+    assert store.reserve(claims)
+
+
+def test_consuming_ends_the_question_and_a_used_token_cannot_be_reserved() -> None:
+    store = confirmations()
+    claims = check(store, issue(store))
+    assert store.reserve(claims)
+    store.consume(claims)
+    assert not store.being_asked(claims)
+    assert not store.reserve(claims)
+
+
+def test_a_reservation_lapses_with_its_token() -> None:
+    now = [1_000_000.0]
+    store = Confirmations(b"k", 300, clock=lambda: now[0])
+    claims = check(store, issue(store))
+    assert store.reserve(claims)
+    now[0] += 301
+    assert not store.being_asked(claims)

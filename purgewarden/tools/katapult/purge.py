@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from purgewarden.clients.errors import ApiError, Fate
 from purgewarden.clients.katapult import KatapultClient, Task, TrashObject, organization_lookup
-from purgewarden.safety.kernel import Call, Observation, Operation, Run, Watch
+from purgewarden.safety.kernel import Call, Look, Observation, Operation, Run, Watch
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.state import AppState
@@ -371,15 +371,15 @@ class TrashWatch(Watch):
         """The re-check's listing is the first look."""
         self.outside: dict[str, str] = {}
 
-    async def look(self, *, final: bool) -> Mapping[str, str]:
+    async def look(self, *, final: bool) -> Look:
         client = client_of(self.state)
         if not final:
             page = await client.list_trash_objects(organization_lookup(self.organization), per_page=1)
             count = page.pagination.total
             if count is not None and (count == self.count or (count < self.count and not self.outside)):
                 self.count = count
-                return self.outside
+                return Look(self.outside, planned_remain=count > len(self.outside))
         objects = await whole_trash(self.state, client, self.organization)
         self.count = len(objects)
         self.outside = {t.id: trash_line(t) for t in objects if t.id not in self.planned}
-        return self.outside
+        return Look(self.outside, planned_remain=self.count > len(self.outside))
