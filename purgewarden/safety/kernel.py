@@ -512,7 +512,7 @@ def destructive_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitab
         if not ctx.request_state and not call.state.confirmations.reserve(claims):
             return NotAsked(why=TOKEN_BUSY)
         question = question_for(op, claims, target, call.settings)
-        return Elicit(question.message, question.schema)
+        return Elicit(call.state.redactor.scrub(question.message), question.schema)
 
     resolver = _generated(
         f"ask_human_{op.tool}",

@@ -17,13 +17,13 @@ class Redactor:
         return self._pattern.sub("[REDACTED]", text) if self._pattern else text
 
     def scrub_values(self, data: Any) -> Any:
-        """Every string value in JSON-like data scrubbed (keys are the server's own field names)."""
+        """Every string in JSON-like data scrubbed, keys included: some are API values (object types)."""
         if self._pattern is None:
             return data
         if isinstance(data, str):
             return self.scrub(data)
         if isinstance(data, dict):
-            return {key: self.scrub_values(value) for key, value in data.items()}
+            return {self.scrub(key): self.scrub_values(value) for key, value in data.items()}
         if isinstance(data, list):
             return [self.scrub_values(item) for item in data]
         return data

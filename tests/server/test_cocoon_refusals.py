@@ -153,9 +153,9 @@ async def test_a_token_from_a_server_with_another_secret_is_refused(
 
 
 async def test_a_replica_with_the_same_secret_honours_the_token(connect: Connect, sandbox: Sandbox) -> None:
-    async with connect(secret=SecretStr("shared")) as first:
+    async with connect(secret=SecretStr("a-secret-the-replicas-share")) as first:
         token = (await plan(first))["confirmation_token"]
-    async with connect(secret=SecretStr("shared")) as second:
+    async with connect(secret=SecretStr("a-secret-the-replicas-share")) as second:
         outcome = ok(await second.call_tool(EMPTY, {"confirm": token}))
     assert outcome["totals"]["items"] == len(ALEX_BIN)
     assert bin_ids(sandbox) == set()

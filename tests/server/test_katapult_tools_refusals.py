@@ -235,9 +235,9 @@ async def test_a_token_from_a_server_with_another_secret_is_refused(
 async def test_a_replica_with_the_same_secret_honours_the_token(
     connect: Connect, sandbox: Sandbox, op: Operation
 ) -> None:
-    async with connect(secret=SecretStr("shared")) as first:
+    async with connect(secret=SecretStr("a-secret-the-replicas-share")) as first:
         token = (await plan(first, op))["confirmation_token"]
-    async with connect(secret=SecretStr("shared")) as second:
+    async with connect(secret=SecretStr("a-secret-the-replicas-share")) as second:
         await carry_out(second, op, token)
     assert op.carried_out(sandbox)
 
