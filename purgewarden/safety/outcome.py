@@ -22,10 +22,14 @@ MAY_YET_HAPPEN = (
 
 
 def after_read_back(fate: Fate, still_present: bool | None) -> Fate:
-    """One item's fate, from its request's fate and a read-back (None: not read back)."""
-    if fate == "unknown" and still_present is False:
-        return "carried_out"
-    return fate
+    """One item's fate, from its request's fate and a read-back (None: not read back).
+
+    Gone after a request that may have happened: carried out. Still there after one that may have
+    happened, even one the API confirmed: unknown, since it may yet be acted on. A refusal stays a
+    refusal (an item gone meanwhile went elsewhere)."""
+    if fate == "not_carried_out" or still_present is None:
+        return fate
+    return "unknown" if still_present else "carried_out"
 
 
 @dataclass

@@ -578,3 +578,16 @@ async def test_require_human_refuses_a_client_that_cannot_ask(connect: Connect, 
         token = (await preview(client, **ARCHIVED))["confirmation_token"]
         assert "--require-human" in error(await client.call_tool(DELETE, {**ARCHIVED, "confirm": token}))
     assert world(sandbox) == before
+
+
+async def test_a_huge_props_value_is_refused_in_words_before_anything_is_sent(
+    mcp: Client, sandbox: Sandbox
+) -> None:
+    # A 1 MB property name once made an URL no client could send, and the agent got a bare
+    # "Error executing tool": the request is now refused locally, in words, and never leaves.
+    sandbox.inject("vault", Fault(method="GET", status=500))  # fires on any request that reaches the Vault
+    message = error(await mcp.call_tool(LIST, {"collection": "customers", "props": ["x" * 1_000_000]}))
+    assert "Error executing tool vault_list_objects: " in message
+    assert "too long" in message
+    assert len(message) < 2_000
+    assert [fault["fired"] for fault in sandbox.faults["vault"].active()] == [0]

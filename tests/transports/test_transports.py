@@ -115,3 +115,26 @@ async def test_read_only_flag_hides_destructive_tools_over_stdio(server_env: dic
         tools = (await client.list_tools()).tools
     assert len(tools) == 13
     assert all(t.annotations is not None and t.annotations.read_only_hint for t in tools)
+
+
+def test_the_server_reads_the_documented_variable_not_a_guessed_one(server_env: dict[str, str]) -> None:
+    # The README documents PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY; the server once read a name guessed
+    # from the setting's field name instead. A bad value proves which name the real entry point reads.
+    documented = subprocess.run(
+        [sys.executable, "-m", "purgewarden", "serve"],
+        env={**server_env, "PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY": "0"},
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert documented.returncode != 0
+    assert b"PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY" in documented.stderr
+    guessed = subprocess.run(
+        [sys.executable, "-m", "purgewarden", "serve"],
+        env={**server_env, "KATAPULT_PAGE_CONCURRENCY": "0"},
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert guessed.returncode == 0, guessed.stderr  # ignored: stdin closed at once, the server just ends
+    assert b"KATAPULT_PAGE_CONCURRENCY" not in guessed.stderr

@@ -16,7 +16,7 @@ from purgewarden.safety.text import quote
     [
         ("carried_out", None, "carried_out"),
         ("carried_out", False, "carried_out"),
-        ("carried_out", True, "carried_out"),
+        ("carried_out", True, "unknown"),  # confirmed, yet still there: it may be acted on later
         ("not_carried_out", None, "not_carried_out"),
         ("not_carried_out", False, "not_carried_out"),
         ("not_carried_out", True, "not_carried_out"),
@@ -25,7 +25,7 @@ from purgewarden.safety.text import quote
         ("unknown", True, "unknown"),  # still there: the request may yet be executed
     ],
 )
-def test_a_read_back_only_turns_unknown_into_carried_out(
+def test_a_read_back_never_counts_a_present_item_as_carried_out(
     request_fate: str, still_present: bool | None, expected: str
 ) -> None:
     assert after_read_back(request_fate, still_present) == expected  # type: ignore[arg-type]
