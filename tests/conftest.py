@@ -42,6 +42,10 @@ def anyio_backend() -> str:
 @pytest.fixture
 def settings(sandbox: Sandbox, tmp_path: Path) -> Settings:
     """Server settings pointing at the sandbox with its demo credentials, fast retries and polling."""
+    return sandbox_settings(sandbox, tmp_path)
+
+
+def sandbox_settings(sandbox: Sandbox, tmp_path: Path) -> Settings:
     endpoints = sandbox.endpoints
     return Settings(
         katapult_api_url=endpoints["katapult"].url,

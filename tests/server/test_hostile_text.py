@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.client import ClientRequestContext
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult
-from pydantic import SecretStr
 
 from purgewarden.config import Settings
 from purgewarden.safety.text import FENCE_CLOSE, FENCE_OPEN, QUOTED_CHARS, fence, quote
-from purgewarden.sandbox import Fault, Sandbox, cocoon
+from purgewarden.sandbox import Fault, Sandbox
 from purgewarden.sandbox.cocoon.seed import SeedItem
 from purgewarden.sandbox.katapult.models import TrashObject
 from purgewarden.server.app import create_app
+from tests.conftest import sandbox_settings
 from tests.server import cocoon_support, katapult_support, vault_support
 from tests.server.hostile_support import (
     FAKE_TOKEN_LINE,
@@ -385,19 +385,7 @@ NAMES = st.text(st.characters(exclude_categories=("Cs",)), min_size=0, max_size=
 @pytest.fixture
 def fixed_settings(running_sandbox: Sandbox, tmp_path: Path) -> Settings:
     """Like the `settings` fixture, without resetting the sandbox: hypothesis runs many examples per test."""
-    endpoints = running_sandbox.endpoints
-    return Settings(
-        katapult_api_url=endpoints["katapult"].url,
-        katapult_api_token=SecretStr(endpoints["katapult"].credential),
-        pvault_url=endpoints["vault"].url,
-        pvault_api_key=SecretStr(endpoints["vault"].credential),
-        cocoon_access_service_url=endpoints["cocoon"].url,
-        cocoon_access_token=SecretStr(endpoints["cocoon"].credential),
-        cocoon_organisation_id=cocoon.DEMO_ORGANISATION_ID,
-        audit_log=tmp_path / "audit.jsonl",
-        retry_base_delay=0.01,
-        katapult_task_poll_interval=0.05,
-    )
+    return sandbox_settings(running_sandbox, tmp_path)
 
 
 @asynccontextmanager
