@@ -82,7 +82,9 @@ def refusal_for(answer: HumanAnswer, question: Question, *, require_human: bool,
         return Refusal("human_declined", f"Refused: the user {verb} the confirmation prompt. {nothing}")
     data = answer.data
     if isinstance(data, NotAsked):
-        if require_human and data.why == CANNOT_ELICIT:
+        if data.why != CANNOT_ELICIT:
+            return Refusal("human_not_asked", f"Refused: the user could not be asked ({data.why}). {nothing}")
+        if require_human:
             return Refusal(
                 "human_required",
                 f"Refused: this server runs with --require-human and this client cannot ask the user to "

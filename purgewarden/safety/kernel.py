@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import anyio
+from mcp.server.elicitation import AcceptedElicitation
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, ValidationError
@@ -45,7 +46,7 @@ from purgewarden.safety.human import (
 from purgewarden.safety.outcome import BeyondPlan, Ledger
 from purgewarden.safety.plans import Claims, Refusal, Snapshot, compare, describe_totals
 from purgewarden.safety.state import AppState
-from purgewarden.safety.text import OutcomeOutput, PlanOutput, quote
+from purgewarden.safety.text import OutcomeOutput, PlanOutput, plural, quote
 
 InputT = TypeVar("InputT", bound=BaseModel)
 DataT = TypeVar("DataT")
@@ -63,6 +64,8 @@ class Call:
     state: AppState
     tool: str
     service: str
+    run: Run[Any, Any] | None = None
+    """The confirmed run, once there is one: what its failure is accounted against."""
 
     @property
     def settings(self) -> Settings:
@@ -280,11 +283,17 @@ async def preview(op: Operation[InputT, Any, PlanT, Any], call: Call, args: Inpu
 
 
 def checked(
-    op: Operation[InputT, Any, Any, Any], call: Call, args: InputT, confirm: str
+    op: Operation[InputT, Any, Any, Any], call: Call, args: InputT, confirm: str, *, asking: bool = False
 ) -> tuple[dict[str, Any], Claims]:
+    """Every binding of the token, without consuming it; `asking`: this call put the question about it."""
     target = op.target(call, args)
     claims = call.state.confirmations.check(
-        confirm, tool=op.tool, preview_tool=op.preview_tool, arguments=target, credential=op.credential(call)
+        confirm,
+        tool=op.tool,
+        preview_tool=op.preview_tool,
+        arguments=target,
+        credential=op.credential(call),
+        asking=asking,
     )
     capped = over_cap(claims.size, call.settings)
     if capped is not None:
@@ -295,24 +304,78 @@ def checked(
 async def carry_out(
     op: Operation[InputT, DataT, PlanT, OutcomeT], call: Call, args: InputT, confirm: str, human: HumanAnswer
 ) -> OutcomeT:
-    settings = call.settings
-    target, claims = checked(op, call, args, confirm)
+    """The destructive tool's body: the human's answer honoured, the token consumed, then the run."""
     confirmations = call.state.confirmations
     asked = was_asked(human)
-    if not asked and confirmations.being_asked(claims):
+    # A question this call asked may be answered after the token's expiry: the reservation it holds
+    # keeps the token good for it, so the user is never asked about a token that is then refused.
+    target, claims = checked(op, call, args, confirm, asking=asked)
+    try:
+        gate(op, call, target, claims, human, asked)
+        held = confirmations.consume(claims)
+    except BaseException:
+        if asked:
+            confirmations.release(claims)  # refused, failed or cancelled before anything happened
+        raise
+    try:
+        return await run_confirmed(op, call, args, target, claims, held)
+    except Refusal:
+        raise  # the registry audits refusals
+    except anyio.get_cancelled_exc_class():
+        call.audit("cancelled", durable=True, target=target, accounting=run_accounting(call))
+        raise
+    except ApiError as error:
+        call.audit(
+            "failed",
+            durable=True,
+            target=target,
+            error=error.summary,
+            status=error.status,
+            code=error.code,
+            fate=error.fate,
+            accounting=run_accounting(call),
+        )
+        raise ToolError(unfinished(call, error)) from None
+    except ToolError as error:
+        call.audit("failed", durable=True, target=target, error=str(error), accounting=run_accounting(call))
+        raise
+
+
+def gate(
+    op: Operation[Any, Any, Any, Any],
+    call: Call,
+    target: Mapping[str, Any],
+    claims: Claims,
+    human: HumanAnswer,
+    asked: bool,
+) -> None:
+    """Refuse unless the human's side allows the call: nobody else is asking about this token, and the
+    answer (or the absence of a question) lets it go ahead."""
+    busy = isinstance(human, AcceptedElicitation) and getattr(human.data, "why", None) == TOKEN_BUSY
+    if busy or (not asked and call.state.confirmations.being_asked(claims)):
         raise Refusal(
             "token_busy",
             "Refused: this confirmation token is already used by another call, which is asking the user about "
-            "it right now; each token works once. Wait for that call's result.",
+            "it right now; each token works once. Wait for that call's result, or preview again.",
         )
+    settings = call.settings
     refusal = refusal_for(
         human, question_for(op, claims, target, settings), require_human=settings.require_human, tool=op.tool
     )
     if refusal is not None:
-        if asked:
-            confirmations.release(claims)
         raise refusal
-    held = confirmations.consume(claims)
+
+
+async def run_confirmed(
+    op: Operation[InputT, DataT, PlanT, OutcomeT],
+    call: Call,
+    args: InputT,
+    target: dict[str, Any],
+    claims: Claims,
+    held: Snapshot | None,
+) -> OutcomeT:
+    """After the token is consumed: re-check, then execute and account; every way out is audited."""
+    settings = call.settings
     observation = await op.recheck(call, args, held)
     verdict = compare(held, claims.state, observation.snapshot)
     planned = describe_totals(held.totals) if held else "what this server no longer holds"
@@ -350,23 +413,8 @@ async def carry_out(
             f"{describe_totals(now)}); only what still exists was acted on."
         )
     run = Run(call, args, target, observation, held.totals if held else now, notes, Ledger())
-    try:
-        outcome = await watched(op, run) if op.empties_everything else await op.execute(run)
-    except anyio.get_cancelled_exc_class():
-        call.audit("cancelled", durable=True, target=target, accounting=run.ledger.totals())
-        raise
-    except ApiError as error:
-        call.audit(
-            "failed",
-            durable=True,
-            target=target,
-            error=error.summary,
-            status=error.status,
-            code=error.code,
-            fate=error.fate,
-            accounting=run.ledger.totals(),
-        )
-        raise ToolError(unfinished(call, error, run)) from None
+    call.run = run
+    outcome = await watched(op, run) if op.empties_everything else await op.execute(run)
     outcome.accounting = run.ledger.totals()
     if run.beyond is not None and run.beyond.count:
         outcome.notes.append(run.beyond.note())
@@ -385,16 +433,23 @@ async def carry_out(
     return outcome
 
 
-def unfinished(call: Call, error: ApiError, run: Run[Any, Any]) -> str:
-    """The words for a run that an API failure stopped: what failed, and what is known of each item."""
-    counts = run.ledger.counts
+def run_accounting(call: Call) -> dict[str, int]:
+    return call.run.ledger.totals() if call.run is not None else Ledger().totals()
+
+
+def unfinished(call: Call, error: ApiError) -> str:
+    """The words for a run that an API failure stopped: what failed, what is known of each item so far,
+    and what the run noted on the way."""
+    if call.run is None:
+        return f"Nothing was deleted: {call.explain(error)}"
+    counts = call.run.ledger.counts
     known = (
         f"Accounting so far: {counts['carried_out']:,} carried out, {counts['not_carried_out']:,} not carried "
         f"out, {counts['unknown']:,} unknown."
     )
-    if error.fate == "unknown":
-        known += " The failed request may yet be carried out by the API: read the state again before acting on this."
-    return f"The run stopped at {error.operation}: {call.explain(error)} {known}"
+    if counts["unknown"]:
+        known += " Items counted unknown may yet be deleted: read the state again before acting on this."
+    return " ".join([f"The run stopped at {error.operation}: {call.explain(error)} {known}", *call.run.notes])
 
 
 async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, DataT]) -> OutcomeT:
@@ -403,6 +458,8 @@ async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, 
     interval = run.call.settings.watch_interval
     watch = op.watch(run)
     met = Sighting()
+    with contextlib.suppress(ApiError):  # one look before the request goes out, not beside it
+        met.saw(await watch.look(final=False))
 
     async def keep_looking() -> None:
         while True:
@@ -419,7 +476,17 @@ async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, 
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as failed:  # the watch never raises: the failure is the execution's
         raise failed.exceptions[0] from None
-    left = (await watch.look(final=True)).outside if met.outside else {}
+    if not met.outside:
+        run.beyond = BeyondPlan({})
+        return outcome
+    try:
+        left = (await watch.look(final=True)).outside
+    except ApiError as error:
+        run.notes.append(
+            f"{plural(len(met.outside), 'item')} outside the plan arrived during the call; whether it went with "
+            f"the rest could not be checked ({run.call.explain(error)})."
+        )
+        return outcome
     run.beyond = BeyondPlan({quote(i): what for i, what in met.outside.items() if i not in left})
     return outcome
 
@@ -503,13 +570,14 @@ def destructive_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitab
         if capabilities is None or capabilities.elicitation is None:
             return NotAsked(why=CANNOT_ELICIT)
         call = _call(ctx, op, op.tool)
+        continuation = bool(ctx.request_state)  # 2026-07-28: the same call, back with the answer
         try:
-            target, claims = checked(op, call, validated(op, arguments), confirm)
+            target, claims = checked(op, call, validated(op, arguments), confirm, asking=continuation)
         except ToolError:
             return NotAsked(why=TOKEN_REFUSED)  # the tool body refuses it, with the reason
         # A first round claims the token for its question; a later round (2026-07-28: the answer comes
         # back with the request state this call was given) is the same call asking again.
-        if not ctx.request_state and not call.state.confirmations.reserve(claims):
+        if not continuation and not call.state.confirmations.reserve(claims):
             return NotAsked(why=TOKEN_BUSY)
         question = question_for(op, claims, target, call.settings)
         return Elicit(call.state.redactor.scrub(question.message), question.schema)

@@ -20,14 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
-from purgewarden.safety.text import PlanOutput
+from purgewarden.safety.text import quote
 
-PlanT = TypeVar("PlanT", bound=PlanOutput)
 TOKEN_PREFIX = "pwc1"
 MAX_REMEMBERED_PLANS = 512
 REUSED = "Refused: this confirmation token was already used; each token works once."
@@ -169,10 +168,20 @@ class Confirmations:
             return None
 
     def check(
-        self, token: str, *, tool: str, preview_tool: str, arguments: Mapping[str, Any], credential: str
+        self,
+        token: str,
+        *,
+        tool: str,
+        preview_tool: str,
+        arguments: Mapping[str, Any],
+        credential: str,
+        asking: bool = False,
     ) -> Claims:
         """Every binding of the token, without consuming it: authentic, unexpired, this tool, these
-        arguments, this credential, not used. Raises `Refusal` saying what is wrong and what to do."""
+        arguments, this credential, not used. Raises `Refusal` saying what is wrong and what to do.
+
+        `asking`: the caller asked the human about this token; while that question holds the token
+        (see `reserve`), an expiry that passed during the question does not refuse it."""
         again = (
             f"Call {preview_tool} with the arguments you intend to use, show the plan to the user, "
             f"then call {tool} with confirm set to the new confirmation_token."
@@ -204,7 +213,7 @@ class Confirmations:
                 f"(another target or selection). {again}",
             )
         now = self._clock()
-        if now >= claims.expires:
+        if now >= claims.expires and not (asking and self.being_asked(claims)):
             raise Refusal(
                 "expired_token",
                 f"Refused: the confirmation token expired "
@@ -217,13 +226,14 @@ class Confirmations:
 
     def reserve(self, claims: Claims) -> bool:
         """Claim a checked token for one call's question, atomically; False when another call holds it
-        (or it was used meanwhile). Held until consumed, released, or expired."""
+        (or it was used meanwhile). Held until consumed or released, at most one token lifetime past the
+        token's expiry (a client that never comes back with the answer)."""
         now = self._clock()
         with self._lock:
             self._asking = {n: t for n, t in self._asking.items() if t > now}
             if claims.nonce in self._asking or claims.nonce in self._used:
                 return False
-            self._asking[claims.nonce] = claims.expires
+            self._asking[claims.nonce] = claims.expires + self.ttl  # an answer may take its time
             return True
 
     def release(self, claims: Claims) -> None:
@@ -256,4 +266,5 @@ def _b64(data: bytes) -> str:
 
 
 def describe_totals(totals: Mapping[str, int]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(totals.items())) or "nothing"
+    """Totals in a sentence; keys are quoted, since some are API values (collection names)."""
+    return ", ".join(f"{quote(k)}={v}" for k, v in sorted(totals.items())) or "nothing"

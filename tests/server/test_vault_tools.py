@@ -453,7 +453,7 @@ async def test_a_grown_selection_is_refused_with_a_new_plan(mcp: Client, sandbox
     sandbox.vault.archive("customers", ACTIVE_CUSTOMERS[:2])
     before = world(sandbox)
     message = error(await mcp.call_tool(DELETE, {**ARCHIVED, "confirm": token}))
-    assert "planned objects=15; now objects=17" in message
+    assert 'planned "objects"=15; now "objects"=17' in message
     assert "Permanently delete 17 archived objects" in message
     assert world(sandbox) == before
     fresh = TOKEN_IN_MESSAGE.search(message)
@@ -501,7 +501,7 @@ async def test_a_swapped_search_selection_of_the_same_size_counts_as_grown(
     before = world(sandbox)
     message = error(await mcp.call_tool(DELETE, {**arguments, "confirm": token}))
     assert "Refused: the state changed" in message
-    assert f"planned objects={len(matching)}; now objects={len(matching)}" in message
+    assert f'planned "objects"={len(matching)}; now "objects"={len(matching)}' in message
     assert world(sandbox) == before
 
 
@@ -525,7 +525,7 @@ async def test_a_shrunk_selection_proceeds_with_what_is_left(mcp: Client, sandbo
     sandbox.vault.delete_objects("customers", ARCHIVED_CUSTOMERS[:2], archived=True, tenants=None)
     outcome = ok(await mcp.call_tool(DELETE, {**ARCHIVED, "confirm": token}))
     assert outcome["deleted"] == outcome["planned"] == 13
-    assert "shrank since the preview (planned objects=15; now objects=13)" in outcome["notes"][0]
+    assert 'shrank since the preview (planned "objects"=15; now "objects"=13)' in outcome["notes"][0]
     assert ids_in(sandbox, "customers", "archived") == set()
 
 

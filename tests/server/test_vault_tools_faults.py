@@ -90,7 +90,7 @@ async def test_delete_fault_campaign_accounts_as_the_vault_really_is(
             newcomers = set(sandbox.vault.build_large("leads", 2, archived=2))
             before = world(sandbox)
             message = error(await client.call_tool(DELETE, {**LEADS, "confirm": token}))
-            assert "planned objects=30; now objects=32" in message
+            assert 'planned "objects"=30; now "objects"=32' in message
             assert world(sandbox) == before
             fresh = TOKEN_IN_MESSAGE.search(message)
             assert fresh is not None
@@ -160,7 +160,7 @@ async def test_prune_fault_campaign_accounts_as_the_vault_really_is(
             sandbox.vault.archive("customers", ACTIVE_CUSTOMERS[:3], at=long_ago)
             before = world(sandbox)
             message = error(await client.call_tool(PRUNE, {"confirm": token}))
-            assert "customers/PERSONS=13" in message
+            assert '"customers/PERSONS"=13' in message
             assert world(sandbox) == before
             fresh = TOKEN_IN_MESSAGE.search(message)
             assert fresh is not None

@@ -145,7 +145,7 @@ async def test_a_grown_backlog_is_refused_with_a_new_plan(mcp: Client, sandbox: 
     sandbox.vault.archive("customers", ACTIVE_CUSTOMERS[:3], at=long_ago)
     before = world(sandbox)
     message = error(await mcp.call_tool(PRUNE, {"confirm": plan["confirmation_token"]}))
-    assert "customers/PERSONS=13" in message
+    assert '"customers/PERSONS"=13' in message
     assert "Permanently delete 36 Piiano Vault items" in message
     assert world(sandbox) == before
     fresh = TOKEN_IN_MESSAGE.search(message)

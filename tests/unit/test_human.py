@@ -137,11 +137,19 @@ def test_declining_or_cancelling_refuses(answer: HumanAnswer, verb: str, questio
     assert "Nothing was deleted" in str(refusal)
 
 
-@pytest.mark.parametrize("why", [CANNOT_ELICIT, TOKEN_REFUSED])
-def test_not_asked_allows_without_require_human(why: str) -> None:
-    # The token flow stands on its own; a refused token is refused later, by the tool body.
-    assert refused(accepted(NotAsked(why=why)), YES_NO) is None
-    assert refused(accepted(NotAsked(why=why)), COUNT) is None
+def test_a_client_that_cannot_ask_is_allowed_without_require_human() -> None:
+    # The token flow stands on its own (Claude Desktop has no elicitation).
+    assert refused(accepted(NotAsked(why=CANNOT_ELICIT)), YES_NO) is None
+    assert refused(accepted(NotAsked(why=CANNOT_ELICIT)), COUNT) is None
+
+
+@pytest.mark.parametrize("require_human", [False, True])
+def test_a_user_who_could_have_been_asked_but_was_not_refuses(require_human: bool) -> None:
+    # The token check refuses first with its own reason; should it ever pass, nothing goes ahead unasked.
+    refusal = refused(accepted(NotAsked(why=TOKEN_REFUSED)), YES_NO, require_human=require_human)
+    assert refusal is not None
+    assert refusal.reason == "human_not_asked"
+    assert "Nothing was deleted" in str(refusal)
 
 
 def test_not_asked_because_the_client_cannot_ask_refuses_under_require_human() -> None:
@@ -150,11 +158,6 @@ def test_not_asked_because_the_client_cannot_ask_refuses_under_require_human() -
     assert refusal.reason == "human_required"
     assert "--require-human" in str(refusal)
     assert TOOL in str(refusal)
-
-
-def test_not_asked_because_of_the_token_is_left_to_the_token_check_under_require_human() -> None:
-    # The tool body's `check` then refuses with the token's own reason (before anything is consumed).
-    assert refused(accepted(NotAsked(why=TOKEN_REFUSED)), YES_NO, require_human=True) is None
 
 
 def test_the_right_typed_count_allows() -> None:
