@@ -203,6 +203,27 @@ async def test_a_valid_token_is_asked_about_exactly_once_and_carried_out(
 
 
 @MODES
+async def test_a_token_that_expires_while_the_user_answers_is_still_honoured(
+    connect: Connect, sandbox: Sandbox, mode: str
+) -> None:
+    # The question holds the token: a user who takes longer than the token's life to say yes is never
+    # asked about a token that is then refused as expired.
+    case = CASES[0]
+    questions: list[str] = []
+
+    async def slow_yes(context: Any, params: Any) -> ElicitResult:
+        questions.append(params.message)
+        await anyio.sleep(1.5)
+        return ElicitResult(action="accept", content={"approve": True})
+
+    async with connect(case, mode=mode, elicitation=slow_yes, confirmation_ttl=1.0) as client:
+        plan = await preview(client, case)
+        outcome = ok(await destroy(client, case, plan["confirmation_token"]))
+    assert len(questions) == 1
+    assert outcome["accounting"]["carried_out"] == case.size
+
+
+@MODES
 @OPERATIONS
 async def test_a_client_that_cannot_ask_is_not_asked_and_the_token_alone_works(
     connect: Connect, sandbox: Sandbox, case: Case, mode: str
