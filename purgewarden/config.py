@@ -14,8 +14,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
-Toolset = Literal["katapult", "vault", "cocoon"]
-ALL_TOOLSETS: tuple[Toolset, ...] = ("katapult", "vault", "cocoon")
+Service = Literal["katapult", "vault", "cocoon"]
+ALL_TOOLSETS: tuple[Service, ...] = ("katapult", "vault", "cocoon")
 
 
 def default_audit_log() -> Path:
@@ -35,7 +35,7 @@ class Settings(BaseModel):
     cocoon_access_token: SecretStr | None = None
     cocoon_organisation_id: str | None = None
 
-    toolsets: tuple[Toolset, ...] = ALL_TOOLSETS
+    toolsets: tuple[Service, ...] = ALL_TOOLSETS
     read_only: bool = False
     require_human: bool = False
     secret: SecretStr | None = Field(
@@ -145,7 +145,7 @@ def _problems(exc: ValidationError, from_env: Set[str]) -> str:
     return "; ".join(problems)
 
 
-def parse_toolsets(text: str) -> tuple[Toolset, ...]:
+def parse_toolsets(text: str) -> tuple[Service, ...]:
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
     unknown = [n for n in names if n not in ALL_TOOLSETS]
     if unknown:

@@ -7,15 +7,19 @@ The kernel runs the flow in one order for all of them:
     validate input → check the token without consuming it → ask the human (only about a token that
     will be honoured, with a question built from the plan) → consume the token → re-check → execute,
     with progress, cancellation and a watch for items beyond the plan → classify every item (the
-    `Ledger`) → scrub → audit → result
+    `Ledger`) → audit → result
 
-Failures are translated and audited once, by the registry's wrapper (`registry.instrumented`).
+The operation supplies the reads a step needs (observe, re-check, the read-back after an ambiguous
+request, the watch's looks); the kernel decides when they run and what they mean. Everything after
+the token is consumed is audited here, with the accounting; refusals before it, the translation of
+API failures into words and the scrubbing of every result, by the registry's wrapper.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +70,7 @@ class Call:
     service: str
     run: Run[Any, Any] | None = None
     """The confirmed run, once there is one: what its failure is accounted against."""
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def settings(self) -> Settings:
@@ -82,7 +87,13 @@ class Call:
         params = self.ctx.request_context.session.client_params
         client = params.client_info.name if params is not None else None
         self.state.audit.record(
-            event, durable=durable, tool=self.tool, service=self.service, client=client, **fields
+            event,
+            durable=durable,
+            tool=self.tool,
+            service=self.service,
+            client=client,
+            duration_ms=round((time.monotonic() - self.started) * 1000),
+            **fields,
         )
 
 

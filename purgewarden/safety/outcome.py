@@ -1,9 +1,9 @@
 """Per-item accounting of a destructive run: every approved item ends carried out, not carried out, or unknown.
 
-The answer for one request comes from `ApiError.fate` (clients/errors.py); a read-back can only turn
-"unknown" into "carried out" (the item is gone). An item still present after an ambiguous request is
-never "not carried out": the request may yet be executed, so it stays unknown and the outcome says how
-to check.
+The answer for one request comes from `ApiError.fate` (clients/errors.py), and `after_read_back`
+combines it with what a read-back saw: gone is carried out, unless the request was refused; still
+there is unknown, unless it was refused — never "not carried out" for an item whose request may yet be
+executed, and the outcome says how to check.
 """
 
 from __future__ import annotations

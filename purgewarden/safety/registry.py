@@ -2,8 +2,8 @@
 
 A read tool is a function; a destructive operation is an `Operation`, from which the kernel makes the
 preview and the destructive tool. The kind of a tool fixes its annotations (the single source of truth
-for read-only mode), and the wrapper installed here is where every tool's result and failure is
-scrubbed of secrets, translated and audited, once.
+for read-only mode), and the wrapper installed here renders every result, scrubs it of secrets, turns
+an `ApiError` into words and audits refusals, once for all tools (the kernel audits a confirmed run).
 """
 
 from __future__ import annotations

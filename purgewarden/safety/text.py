@@ -58,6 +58,8 @@ def _escaped(char: str) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
+SAMPLE_SIZE = 20
+"""Items a plan or an outcome names as examples: enough to recognise, bounded whatever the run."""
 FENCED_LINES = 100
 """Lines shown in one fence: a listing of thousands of rows is data the structured content already holds."""
 

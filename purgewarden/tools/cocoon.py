@@ -21,11 +21,19 @@ from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.registry import Toolset, app_state
 from purgewarden.safety.state import AppState
-from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, plural, quote
+from purgewarden.safety.text import (
+    SAMPLE_SIZE,
+    OutcomeOutput,
+    PlanOutput,
+    ToolOutput,
+    fence,
+    human_bytes,
+    plural,
+    quote,
+)
 
 toolset = Toolset("cocoon")
 
-SAMPLE_SIZE = 20
 PURGE_SOON_DAYS = 1
 
 OrganisationId = Annotated[

@@ -135,7 +135,7 @@ async def test_a_url_too_long_is_refused_with_its_length() -> None:
 
 
 async def test_a_lookup_of_250_ids_fits_the_url_cap() -> None:
-    """Reading a batch back after a lost answer asks for 250 ids a request (tools/vault_batches.py)."""
+    """Reading a batch back after a lost answer asks for 250 ids a request (tools/vault/selection.py)."""
     recorder = answering({"results": [], "paging": {}})
     ids = [UUID] * 250
     await client_of(VaultClient, recorder).list_objects("customers", reason="Maintenance", props=(), ids=ids)

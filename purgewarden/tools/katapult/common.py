@@ -15,7 +15,6 @@ from purgewarden.safety.state import AppState
 
 toolset = Toolset("katapult")
 
-SAMPLE_SIZE = 20
 
 OrganizationRef = Annotated[
     str,

@@ -27,8 +27,8 @@ from purgewarden.safety.kernel import Call, Look, Observation, Operation, Run, W
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.state import AppState
-from purgewarden.safety.text import OutcomeOutput, PlanOutput, fence, listed, plural, quote
-from purgewarden.tools.katapult.common import SAMPLE_SIZE, OrganizationRef, client_of, toolset
+from purgewarden.safety.text import SAMPLE_SIZE, OutcomeOutput, PlanOutput, fence, listed, plural, quote
+from purgewarden.tools.katapult.common import OrganizationRef, client_of, toolset
 from purgewarden.tools.katapult.trash import TaskState, trash_line, whole_trash
 
 PURGE_SOON_SECONDS = 3600

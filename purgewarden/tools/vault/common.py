@@ -20,7 +20,6 @@ from purgewarden.safety.text import quote
 
 toolset = Toolset("vault")
 
-SAMPLE_SIZE = 20
 """Ids named in a plan or an outcome (of each kind), so no result grows with the selection."""
 
 MAINTENANCE: Reason = "Maintenance"

@@ -17,9 +17,9 @@ from pydantic import Field
 from purgewarden.clients.errors import ApiError
 from purgewarden.safety.kernel import Call, Observation, Operation, Run
 from purgewarden.safety.plans import Snapshot
-from purgewarden.safety.text import OutcomeOutput, PlanOutput, fence, plural, quote
+from purgewarden.safety.text import SAMPLE_SIZE, OutcomeOutput, PlanOutput, fence, plural, quote
 from purgewarden.tools.vault.batches import FAILED_BATCHES_SHOWN, Deletion, FailedBatch
-from purgewarden.tools.vault.common import SAMPLE_SIZE, State, ids_text, toolset, vault_client
+from purgewarden.tools.vault.common import State, ids_text, toolset, vault_client
 from purgewarden.tools.vault.selection import (
     DeleteObjectsInput,
     Resolved,
