@@ -101,12 +101,15 @@ class ServiceClient:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
-    ) -> Any:
-        """Send one API call, retrying as the policy allows, and return the decoded JSON (None if empty)."""
+        adapter: TypeAdapter[M],
+    ) -> M:
+        """Send one API call, retrying as the policy allows, and return its answer parsed straight from
+        the bytes by `adapter` (a body that is not JSON or of another shape: `ApiError(kind="malformed")`)."""
         attempt = 0
         while True:
             try:
-                return await self._send(operation, method, path, params, json_body, headers)
+                response = await self._send(operation, method, path, params, json_body, headers)
+                return self._parsed(operation, adapter, response)
             except ApiError as error:
                 attempt += 1
                 may_retry = error.retryable and (idempotent or error.not_carried_out)
@@ -122,7 +125,7 @@ class ServiceClient:
         params: Params | None,
         json_body: Any,
         headers: Mapping[str, str] | None,
-    ) -> Any:
+    ) -> httpx2.Response:
         request = self._build(operation, method, path, params, json_body, headers)
         await self._before_request()
         try:
@@ -155,19 +158,7 @@ class ServiceClient:
         self._after_response(response)
         if not response.is_success:
             raise self._error_from(operation, response)
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise ApiError(
-                self.service,
-                operation,
-                "malformed",
-                status=response.status_code,
-                message="the API answered with a body that is not JSON",
-                request_id=response.headers.get("x-request-id"),
-            ) from exc
+        return response
 
     def _build(
         self,
@@ -224,10 +215,11 @@ class ServiceClient:
         except UnicodeEncodeError as exc:
             raise self._invalid(operation, "a name in the URL is not valid text") from exc
 
-    def _parsed(self, operation: str, adapter: TypeAdapter[M], data: Any) -> M:
-        """The typed answer; a body of another shape is an `ApiError` (the call itself went through)."""
+    def _parsed(self, operation: str, adapter: TypeAdapter[M], response: httpx2.Response) -> M:
+        """The typed answer, parsed straight from the bytes (no intermediate dicts); a body that is not
+        JSON or of another shape is an `ApiError` (the call itself went through)."""
         try:
-            return adapter.validate_python(data)
+            return adapter.validate_json(response.content or b"null")
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(map(str, first["loc"])) or "the top level"

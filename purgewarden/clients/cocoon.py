@@ -39,6 +39,10 @@ class RecycleBinPage(BaseModel):
 _PAGE = TypeAdapter(RecycleBinPage)
 
 
+_ANY_BODY: TypeAdapter[Any] = TypeAdapter(Any)
+"""The empty call's answer has no documented body: anything readable will do, nothing unreadable."""
+
+
 class CocoonClient(ServiceClient):
     service = "cocoon"
     api_prefix = "/api/v1"
@@ -60,13 +64,13 @@ class CocoonClient(ServiceClient):
         order_by: OrderBy = "desc",
     ) -> RecycleBinPage:
         """One page of the caller's bin; `limit=0` returns everything."""
-        data = await self._call(
+        return await self._call(
             "list_recycle_bin",
             "GET",
             f"/organisations/{self._path_segment('list_recycle_bin', organisation_id)}/recycle-bin/items",
             params={"limit": limit, "offset": offset, "sortBy": sort_by, "orderBy": order_by.upper()},
+            adapter=_PAGE,
         )
-        return self._parsed("list_recycle_bin", _PAGE, data)
 
     async def empty_recycle_bin(self, organisation_id: str) -> None:
         await self._call(
@@ -74,4 +78,5 @@ class CocoonClient(ServiceClient):
             "DELETE",
             f"/organisations/{self._path_segment('empty_recycle_bin', organisation_id)}/recycle-bin/items",
             idempotent=False,
+            adapter=_ANY_BODY,
         )

@@ -171,7 +171,7 @@ class KatapultClient(ServiceClient):
         params: Params | None,
         json_body: Any,
         headers: Mapping[str, str] | None,
-    ) -> Any:
+    ) -> httpx2.Response:
         # Counted so pacing knows how much of the reported budget is already spoken for.
         self._in_flight += 1
         try:
@@ -214,8 +214,9 @@ class KatapultClient(ServiceClient):
     # --- operations ------------------------------------------------------------------------------
 
     async def list_organizations(self) -> list[Organization]:
-        data = await self._call("list_organizations", "GET", "/organizations")
-        return self._parsed("list_organizations", _ORGANIZATIONS, data).organizations
+        return (
+            await self._call("list_organizations", "GET", "/organizations", adapter=_ORGANIZATIONS)
+        ).organizations
 
     async def list_trash_objects(
         self, organization: Mapping[str, str], *, page: int = 1, per_page: int = 30
@@ -225,8 +226,9 @@ class KatapultClient(ServiceClient):
             "page": page,
             "per_page": per_page,
         }
-        data = await self._call("list_trash_objects", "GET", "/organizations/_/trash_objects", params=params)
-        return self._parsed("list_trash_objects", _TRASH_PAGE, data)
+        return await self._call(
+            "list_trash_objects", "GET", "/organizations/_/trash_objects", params=params, adapter=_TRASH_PAGE
+        )
 
     async def list_all_trash_objects(
         self, organization: Mapping[str, str], *, concurrency: int = 4
@@ -271,34 +273,42 @@ class KatapultClient(ServiceClient):
 
     async def purge_all_trash_objects(self, organization: Mapping[str, str]) -> Task:
         """Queue a purge of the organization's whole trash; re-sent only if Katapult provably did nothing."""
-        data = await self._call(
-            "purge_all_trash_objects",
-            "POST",
-            "/organizations/_/trash_objects/purge_all",
-            json_body={"organization": dict(organization)},
-            idempotent=False,
-        )
-        return self._parsed("purge_all_trash_objects", _TASK, data).task
+        return (
+            await self._call(
+                "purge_all_trash_objects",
+                "POST",
+                "/organizations/_/trash_objects/purge_all",
+                json_body={"organization": dict(organization)},
+                idempotent=False,
+                adapter=_TASK,
+            )
+        ).task
 
     async def get_task(self, task_id: str) -> Task:
-        data = await self._call("get_task", "GET", "/tasks/_", params={"task[id]": task_id})
-        return self._parsed("get_task", _TASK, data).task
+        return (
+            await self._call("get_task", "GET", "/tasks/_", params={"task[id]": task_id}, adapter=_TASK)
+        ).task
 
     async def get_bucket(self, region: str, name: str) -> Bucket:
         params = {"object_storage_cluster[region]": region, "bucket[name]": name}
-        data = await self._call("get_bucket", "GET", "/object_storage/_/buckets/_", params=params)
-        return self._parsed("get_bucket", _BUCKET, data).object_storage_bucket
+        return (
+            await self._call(
+                "get_bucket", "GET", "/object_storage/_/buckets/_", params=params, adapter=_BUCKET
+            )
+        ).object_storage_bucket
 
     async def revoke_presigned_urls(self, region: str, name: str) -> bool:
         """Invalidate every URL presigned so far for any object in the bucket; True when Katapult says so."""
-        data = await self._call(
-            "revoke_presigned_urls",
-            "POST",
-            "/object_storage/_/buckets/_/revoke_presigned_urls",
-            json_body={"object_storage_cluster": {"region": region}, "bucket": {"name": name}},
-            idempotent=False,
-        )
-        return self._parsed("revoke_presigned_urls", _REVOKED, data).success
+        return (
+            await self._call(
+                "revoke_presigned_urls",
+                "POST",
+                "/object_storage/_/buckets/_/revoke_presigned_urls",
+                json_body={"object_storage_cluster": {"region": region}, "bucket": {"name": name}},
+                idempotent=False,
+                adapter=_REVOKED,
+            )
+        ).success
 
 
 def _first(group: BaseExceptionGroup[ApiError]) -> ApiError:

@@ -146,8 +146,7 @@ class VaultClient(ServiceClient):
         return body["error_code"], message if isinstance(message, str) else None, detail
 
     async def list_collections(self) -> list[Collection]:
-        data = await self._call("list_collections", "GET", "/ctl/collections")
-        return self._parsed("list_collections", _COLLECTIONS, data)
+        return await self._call("list_collections", "GET", "/ctl/collections", adapter=_COLLECTIONS)
 
     async def count_objects(
         self,
@@ -157,14 +156,14 @@ class VaultClient(ServiceClient):
         adhoc_reason: str | None = None,
         tenants: Sequence[str] | None = None,
     ) -> ObjectCount:
-        data = await self._call(
+        return await self._call(
             "count_objects",
             "GET",
             f"/data/collections/{self._path_segment('count_objects', collection)}/count/objects",
             params=_reason(reason, adhoc_reason),
             headers=_tenants(tenants),
+            adapter=_COUNT,
         )
-        return self._parsed("count_objects", _COUNT, data)
 
     async def list_objects(
         self,
@@ -187,14 +186,14 @@ class VaultClient(ServiceClient):
         params = _page_params(reason, adhoc_reason, archived, page_size, cursor, props)
         if ids is not None:
             params["ids"] = list(ids)
-        data = await self._call(
+        return await self._call(
             "list_objects",
             "GET",
             f"/data/collections/{self._path_segment('list_objects', collection)}/objects",
             params=params,
             headers=_tenants(tenants),
+            adapter=_PAGE,
         )
-        return self._parsed("list_objects", _PAGE, data)
 
     async def search_objects(
         self,
@@ -209,15 +208,15 @@ class VaultClient(ServiceClient):
         props: Sequence[str] | None = None,
         tenants: Sequence[str] | None = None,
     ) -> ObjectPage:
-        data = await self._call(
+        return await self._call(
             "search_objects",
             "POST",
             f"/data/collections/{self._path_segment('search_objects', collection)}/query/objects",
             params=_page_params(reason, adhoc_reason, archived, page_size, cursor, props),
             json_body=query.body(),
             headers=_tenants(tenants),
+            adapter=_PAGE,
         )
-        return self._parsed("search_objects", _PAGE, data)
 
     async def delete_objects(
         self,
@@ -233,7 +232,7 @@ class VaultClient(ServiceClient):
         params: dict[str, str | int | bool | list[str]] = dict(_reason(reason, adhoc_reason))
         if archived:
             params["options"] = ["archived"]
-        data = await self._call(
+        return await self._call(
             "delete_objects",
             "DELETE",
             f"/data/collections/{self._path_segment('delete_objects', collection)}/bulk/objects",
@@ -241,8 +240,8 @@ class VaultClient(ServiceClient):
             json_body=[{"id": object_id} for object_id in ids],
             headers=_tenants(tenants),
             idempotent=False,
+            adapter=_BULK,
         )
-        return self._parsed("delete_objects", _BULK, data)
 
     async def garbage_collection(
         self,
@@ -258,14 +257,14 @@ class VaultClient(ServiceClient):
             params["filter"] = gc_filter
         if dry_run:
             params["dry_run"] = "true"
-        data = await self._call(
+        return await self._call(
             "garbage_collection",
             "POST",
             "/system/admin/lifecycle/gc",
             params=params,
             idempotent=dry_run,
+            adapter=_GC_COUNTS,
         )
-        return self._parsed("garbage_collection", _GC_COUNTS, data)
 
 
 def _reason(reason: Reason, adhoc_reason: str | None) -> dict[str, str]:
