@@ -105,11 +105,11 @@ class ServiceClient:
     ) -> M:
         """Send one API call, retrying as the policy allows, and return its answer parsed straight from
         the bytes by `adapter` (a body that is not JSON or of another shape: `ApiError(kind="malformed")`)."""
+        request = self._build(operation, method, path, params, json_body, headers)
         attempt = 0
         while True:
             try:
-                response = await self._send(operation, method, path, params, json_body, headers)
-                return self._parsed(operation, adapter, response)
+                return self._parsed(operation, adapter, await self._send(operation, request))
             except ApiError as error:
                 attempt += 1
                 may_retry = error.retryable and (idempotent or error.not_carried_out)
@@ -117,16 +117,8 @@ class ServiceClient:
                     raise
                 await anyio.sleep(self.retry.delay(attempt, error))
 
-    async def _send(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        params: Params | None,
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-    ) -> httpx2.Response:
-        request = self._build(operation, method, path, params, json_body, headers)
+    async def _send(self, operation: str, request: httpx2.Request) -> httpx2.Response:
+        """Send one built request: a success answer, or `ApiError` whatever else happens."""
         await self._before_request()
         try:
             response = await self._http.send(request)
@@ -227,9 +219,10 @@ class ServiceClient:
                 self.service,
                 operation,
                 "malformed",
-                status=200,
+                status=response.status_code,
                 message=f"the API answered with a body of an unexpected shape ({exc.error_count()} problems; "
                 f"first at {where}: {first['msg']})",
+                request_id=response.headers.get("x-request-id"),
             ) from exc
 
     def _error_from(self, operation: str, response: httpx2.Response) -> ApiError:

@@ -21,7 +21,7 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from purgewarden.clients.base import Params, ServiceClient
+from purgewarden.clients.base import ServiceClient
 from purgewarden.clients.errors import ApiError
 
 API_PREFIX = "/core/v1"
@@ -163,19 +163,11 @@ class KatapultClient(ServiceClient):
             detail if isinstance(detail, dict) else {},
         )
 
-    async def _send(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        params: Params | None,
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-    ) -> httpx2.Response:
+    async def _send(self, operation: str, request: httpx2.Request) -> httpx2.Response:
         # Counted so pacing knows how much of the reported budget is already spoken for.
         self._in_flight += 1
         try:
-            return await super()._send(operation, method, path, params, json_body, headers)
+            return await super()._send(operation, request)
         finally:
             self._in_flight -= 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any
 
 import anyio
@@ -233,28 +234,20 @@ async def resolve(client: VaultClient, target: Target, page_size: int, args: Del
     ids: list[str] = []
     cursor: str | None = None
     seen: set[str] = set()
+    pages = (
+        partial(client.list_objects, target.collection)
+        if target.query is None
+        else partial(client.search_objects, target.collection, target.query)
+    )
     while True:
-        if target.query is None:
-            page = await client.list_objects(
-                target.collection,
-                reason=reason,
-                adhoc_reason=adhoc,
-                archived=target.archived,
-                page_size=page_size,
-                cursor=cursor,
-                props=(),
-            )
-        else:
-            page = await client.search_objects(
-                target.collection,
-                target.query,
-                reason=reason,
-                adhoc_reason=adhoc,
-                archived=target.archived,
-                page_size=page_size,
-                cursor=cursor,
-                props=(),
-            )
+        page = await pages(
+            reason=reason,
+            adhoc_reason=adhoc,
+            archived=target.archived,
+            page_size=page_size,
+            cursor=cursor,
+            props=(),
+        )
         ids.extend(str(row["id"]).lower() for row in page.results if "id" in row)
         cursor = page.paging.cursor
         if not page.results or not page.paging.remaining_count or not cursor or cursor in seen:
