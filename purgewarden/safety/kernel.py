@@ -49,7 +49,7 @@ from purgewarden.safety.human import (
 )
 from purgewarden.safety.outcome import BeyondPlan, Ledger
 from purgewarden.safety.plans import Claims, Refusal, Snapshot, compare, describe_totals
-from purgewarden.safety.state import AppState
+from purgewarden.safety.state import AppState, app_state
 from purgewarden.safety.text import OutcomeOutput, PlanOutput, plural, quote
 
 InputT = TypeVar("InputT", bound=BaseModel)
@@ -71,6 +71,10 @@ class Call:
     run: Run[Any, Any] | None = None
     """The confirmed run, once there is one: what its failure is accounted against."""
     started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def of(cls, ctx: Context, tool: str, service: str) -> Call:
+        return cls(ctx, app_state(ctx), tool, service)
 
     @property
     def settings(self) -> Settings:
@@ -248,15 +252,22 @@ def over_cap(size: int, settings: Settings) -> str | None:
     )
 
 
-def issue_plan(
+def refuse_over_cap(size: int, settings: Settings) -> None:
+    capped = over_cap(size, settings)
+    if capped is not None:
+        raise Refusal("over_cap", f"Refused: {capped} Nothing was deleted.")
+
+
+async def issue_plan(
     op: Operation[InputT, DataT, PlanT, Any],
     call: Call,
+    args: InputT,
     target: dict[str, Any],
     observation: Observation[DataT],
-    warnings: list[str],
-    fields: dict[str, Any],
 ) -> PlanT:
-    """A plan for the user, with a token unless it is beyond the operator's cap; audits the preview."""
+    """A plan of the observed state for the user, with a token unless it is beyond the operator's cap;
+    audits the preview."""
+    warnings, fields = await op.plan(call, args, observation)
     snapshot = observation.snapshot
     summary = op.summary(target, observation)
     size = op.blast_radius(snapshot.totals)
@@ -287,10 +298,7 @@ def issue_plan(
 
 
 async def preview(op: Operation[InputT, Any, PlanT, Any], call: Call, args: InputT) -> PlanT:
-    target = op.target(call, args)
-    observation = await op.observe(call, args)
-    warnings, fields = await op.plan(call, args, observation)
-    return issue_plan(op, call, target, observation, warnings, fields)
+    return await issue_plan(op, call, args, op.target(call, args), await op.observe(call, args))
 
 
 def checked(
@@ -306,9 +314,7 @@ def checked(
         credential=op.credential(call),
         asking=asking,
     )
-    capped = over_cap(claims.size, call.settings)
-    if capped is not None:
-        raise Refusal("over_cap", f"Refused: {capped} Nothing was deleted.")
+    refuse_over_cap(claims.size, call.settings)
     return target, claims
 
 
@@ -362,7 +368,8 @@ def gate(
 ) -> None:
     """Refuse unless the human's side allows the call: nobody else is asking about this token, and the
     answer (or the absence of a question) lets it go ahead."""
-    busy = isinstance(human, AcceptedElicitation) and getattr(human.data, "why", None) == TOKEN_BUSY
+    data = human.data if isinstance(human, AcceptedElicitation) else None
+    busy = isinstance(data, NotAsked) and data.why == TOKEN_BUSY
     if busy or (not asked and call.state.confirmations.being_asked(claims)):
         raise Refusal(
             "token_busy",
@@ -386,14 +393,12 @@ async def run_confirmed(
     held: Snapshot | None,
 ) -> OutcomeT:
     """After the token is consumed: re-check, then execute and account; every way out is audited."""
-    settings = call.settings
     observation = await op.recheck(call, args, held)
     verdict = compare(held, claims.state, observation.snapshot)
     planned = describe_totals(held.totals) if held else "what this server no longer holds"
     now = observation.snapshot.totals
     if verdict == "grown":
-        warnings, fields = await op.plan(call, args, observation)
-        fresh = issue_plan(op, call, target, observation, warnings, fields)
+        fresh = await issue_plan(op, call, args, target, observation)
         offer = (
             f'if they approve it, call {op.tool} again with the same arguments and confirm="{fresh.confirmation_token}" '
             f"(expires {fresh.expires_at})."
@@ -406,9 +411,7 @@ async def run_confirmed(
             f"user approved (planned {planned}; now {describe_totals(now)}). Nothing was "
             f"deleted. New plan: {fresh.summary} Show the user this new plan; {offer}",
         )
-    capped = over_cap(op.blast_radius(now), settings)
-    if capped is not None:
-        raise Refusal("over_cap", f"Refused: {capped} Nothing was deleted.")
+    refuse_over_cap(op.blast_radius(now), call.settings)
     call.audit(
         "confirmed",
         durable=True,
@@ -474,9 +477,9 @@ async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, 
 
     async def keep_looking() -> None:
         while True:
+            await anyio.sleep(interval)
             with contextlib.suppress(ApiError):  # a missed look only narrows what can be reported
                 met.saw(await watch.look(final=False))
-            await anyio.sleep(interval)
 
     try:
         async with anyio.create_task_group() as group:
@@ -553,15 +556,11 @@ def _context_parameter() -> inspect.Parameter:
     return inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
 
 
-def _call(ctx: Context, op: Operation[Any, Any, Any, Any], tool: str) -> Call:
-    return Call(ctx, cast(AppState, ctx.request_context.lifespan_context), tool, op.service)
-
-
 def preview_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitable[PlanOutput]]:
     fields = {n: f for n, f in op.Input.model_fields.items() if n not in op.destructive_fields}
 
     async def run(ctx: Context, **arguments: Any) -> PlanOutput:
-        call = _call(ctx, op, op.preview_tool)
+        call = Call.of(ctx, op.preview_tool, op.service)
         return await preview(op, call, validated(op, arguments))
 
     run.__doc__ = op.preview_description
@@ -580,7 +579,7 @@ def destructive_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitab
         capabilities = ctx.client_capabilities
         if capabilities is None or capabilities.elicitation is None:
             return NotAsked(why=CANNOT_ELICIT)
-        call = _call(ctx, op, op.tool)
+        call = Call.of(ctx, op.tool, op.service)
         continuation = bool(ctx.request_state)  # 2026-07-28: the same call, back with the answer
         try:
             target, claims = checked(op, call, validated(op, arguments), confirm, asking=continuation)
@@ -601,7 +600,7 @@ def destructive_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitab
     )
 
     async def run(ctx: Context, confirm: str, human: HumanAnswer, **arguments: Any) -> OutcomeOutput:
-        call = _call(ctx, op, op.tool)
+        call = Call.of(ctx, op.tool, op.service)
         return await carry_out(op, call, validated(op, arguments), confirm, human)
 
     run.__doc__ = op.description

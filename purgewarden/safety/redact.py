@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 
 class Redactor:
@@ -15,18 +14,6 @@ class Redactor:
 
     def scrub(self, text: str) -> str:
         return self._pattern.sub("[REDACTED]", text) if self._pattern else text
-
-    def scrub_values(self, data: Any) -> Any:
-        """Every string in JSON-like data scrubbed, keys included: some are API values (object types)."""
-        if self._pattern is None:
-            return data
-        if isinstance(data, str):
-            return self.scrub(data)
-        if isinstance(data, dict):
-            return {self.scrub(key): self.scrub_values(value) for key, value in data.items()}
-        if isinstance(data, list):
-            return [self.scrub_values(item) for item in data]
-        return data
 
 
 class RedactingFilter(logging.Filter):

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 
 from purgewarden.clients.errors import ApiError
 from purgewarden.safety.errors import explain
-from purgewarden.safety.kernel import Operation, destructive_tool, preview_tool
+from purgewarden.safety.kernel import Call, Operation, destructive_tool, preview_tool
 from purgewarden.safety.plans import Refusal
-from purgewarden.safety.state import AppState
 from purgewarden.safety.text import ToolOutput
 
 Kind = Literal["read", "preview", "destructive"]
@@ -76,27 +73,22 @@ class Toolset:
         self.specs.append(ToolSpec(destructive_tool(op), self.service, "destructive", op.title))
 
 
-def app_state(ctx: Context) -> AppState:
-    return cast(AppState, ctx.request_context.lifespan_context)
-
-
-def client_name(ctx: Context) -> str | None:
-    params = ctx.request_context.session.client_params
-    return params.client_info.name if params is not None else None
-
-
 STRUCTURED_CHARS = 1000
 """Longest string value in structured content (bar the token): API values can be floods, results may not."""
 
 
-def clipped(data: Any, key: str = "") -> Any:
-    """Structured content with every long string value cut short, as `quote` cuts them in text."""
-    if isinstance(data, str) and len(data) > STRUCTURED_CHARS and key != "confirmation_token":
-        return f"{data[:STRUCTURED_CHARS]}…[{len(data) - STRUCTURED_CHARS} more characters]"
-    if isinstance(data, dict):  # keys too: some are API values (object types, collection names)
-        return {clipped(k): clipped(v, k) for k, v in data.items()}
+def presented(data: Any, scrub: Callable[[str], str], key: str = "") -> Any:
+    """Structured content as it may leave the server: every string (keys too: some are API values, such
+    as object types) scrubbed of secrets, and cut short when long, as `quote` cuts them in text."""
+    if isinstance(data, str):
+        text = scrub(data)
+        if len(text) > STRUCTURED_CHARS and key != "confirmation_token":
+            return f"{text[:STRUCTURED_CHARS]}…[{len(text) - STRUCTURED_CHARS} more characters]"
+        return text
+    if isinstance(data, dict):
+        return {presented(k, scrub): presented(v, scrub, k) for k, v in data.items()}
     if isinstance(data, list):
-        return [clipped(item, key) for item in data]
+        return [presented(item, scrub, key) for item in data]
     return data
 
 
@@ -105,36 +97,23 @@ def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
 
     @functools.wraps(spec.fn)
     async def run(*args: Any, **kwargs: Any) -> CallToolResult:
-        ctx: Context = kwargs["ctx"]
-        state = app_state(ctx)
-        scrub = state.redactor.scrub
-        started = time.monotonic()
-
-        def audit(event: str, durable: bool = False, **fields: Any) -> None:
-            state.audit.record(
-                event,
-                durable=durable,
-                tool=spec.name,
-                service=spec.service,
-                client=client_name(ctx),
-                duration_ms=round((time.monotonic() - started) * 1000),
-                **fields,
-            )
+        call = Call.of(kwargs["ctx"], spec.name, spec.service)
+        scrub = call.state.redactor.scrub
 
         try:
             result = await spec.fn(*args, **kwargs)
         except Refusal as refusal:
-            audit("refused", reason=refusal.reason, message=str(refusal))
+            call.audit("refused", reason=refusal.reason, message=str(refusal))
             raise ToolError(scrub(str(refusal))) from None
         except ApiError as error:
             logger.info("%s failed: %s", spec.name, scrub(error.summary))
             if spec.kind == "destructive":
                 # Raised before anything was sent (token, re-check): nothing was destroyed.
-                audit("failed", durable=True, error=error.summary, status=error.status, code=error.code)
+                call.audit("failed", durable=True, error=error.summary, status=error.status, code=error.code)
             raise ToolError(scrub(explain(error))) from None
         except ToolError as error:
             raise ToolError(scrub(str(error))) from None
-        structured = clipped(state.redactor.scrub_values(result.model_dump(mode="json", by_alias=True)))
+        structured = presented(result.model_dump(mode="json", by_alias=True), scrub)
         return CallToolResult(
             content=[TextContent(type="text", text=scrub(result.render()))],
             structured_content=structured,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
 from purgewarden.config import Settings
@@ -35,3 +36,8 @@ class AppState:
         if client is None:
             raise ToolError(f"{service} is not configured on this server (its credentials are missing).")
         return client
+
+
+def app_state(ctx: Context) -> AppState:
+    """The server's state, as a tool's context carries it."""
+    return cast(AppState, ctx.request_context.lifespan_context)

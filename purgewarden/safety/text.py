@@ -29,7 +29,8 @@ class ToolOutput(BaseModel):
 
 QUOTED_CHARS = 300
 """A quoted value longer than this is clipped: one hostile field cannot flood a result."""
-_INVISIBLE = re.compile(r"[<>\u2028\u2029\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+_ANGLES = re.compile(r"[<>]")
+"""The fence's delimiters; everything else that must not stand raw is found by its Unicode category."""
 
 
 def quote(value: object) -> str:
@@ -38,7 +39,7 @@ def quote(value: object) -> str:
     if len(text) > QUOTED_CHARS:
         text = f"{text[:QUOTED_CHARS]}…[{len(text) - QUOTED_CHARS} more characters]"
     literal = json.dumps(text, ensure_ascii=False)
-    literal = _INVISIBLE.sub(lambda m: _escaped(m.group()), literal)
+    literal = _ANGLES.sub(lambda m: _escaped(m.group()), literal)
     if any(unicodedata.category(c) in _ESCAPED_CATEGORIES for c in literal):
         literal = "".join(
             _escaped(c) if unicodedata.category(c) in _ESCAPED_CATEGORIES else c for c in literal
@@ -47,6 +48,8 @@ def quote(value: object) -> str:
 
 
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Controls, format characters (bidi, zero-width), surrogates, private and unassigned code points, and
+line and paragraph separators."""
 
 
 def _escaped(char: str) -> str:

@@ -19,8 +19,8 @@ from purgewarden.clients.errors import ApiError, fate
 from purgewarden.safety.kernel import Call, Look, Observation, Operation, Run, Watch
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
-from purgewarden.safety.registry import Toolset, app_state
-from purgewarden.safety.state import AppState
+from purgewarden.safety.registry import Toolset
+from purgewarden.safety.state import AppState, app_state
 from purgewarden.safety.text import (
     SAMPLE_SIZE,
     OutcomeOutput,

@@ -22,8 +22,9 @@ from purgewarden.clients.katapult import Bucket, KatapultClient
 from purgewarden.safety.kernel import Call, Observation, Operation, Run
 from purgewarden.safety.outcome import MAY_YET_HAPPEN
 from purgewarden.safety.plans import Snapshot
+from purgewarden.safety.state import app_state
 from purgewarden.safety.text import OutcomeOutput, PlanOutput, ToolOutput, fence, human_bytes, plural, quote
-from purgewarden.tools.katapult.common import client_of, katapult_client, toolset
+from purgewarden.tools.katapult.common import katapult_client, toolset
 
 MAX_BUCKETS = 20
 STOP_CODES = frozenset(
@@ -107,7 +108,7 @@ class GetBucketOutput(ToolOutput):
 async def katapult_get_bucket(ctx: Context, region: Region, name: BucketName) -> GetBucketOutput:
     """Get an object storage bucket by region and name (Katapult cannot list them). To revoke its
     presigned URLs, call katapult_preview_revoke_presigned_urls."""
-    bucket = BucketFacts.of(region, name, await katapult_client(ctx).get_bucket(region, name))
+    bucket = BucketFacts.of(region, name, await katapult_client(app_state(ctx)).get_bucket(region, name))
     count = "an unknown number of" if bucket.object_count is None else f"{bucket.object_count}"
     return GetBucketOutput(summary=f"Bucket {quote(bucket.key)} holds {count} objects.", bucket=bucket)
 
@@ -164,7 +165,7 @@ def bucket_keys(buckets: list[BucketRef]) -> list[str]:
 async def read_buckets(call: Call, keys: list[str], *, skip_missing: bool) -> list[BucketFacts]:
     """Read every bucket (a few at a time). A bucket that cannot be read fails the call with its name,
     except that deleted ones are left out when `skip_missing` (the plan then counts as shrunk)."""
-    client = client_of(call.state)
+    client = katapult_client(call.state)
     found: dict[str, BucketFacts] = {}
     failures: list[str] = []
     limiter = anyio.CapacityLimiter(call.settings.katapult_page_concurrency)
@@ -254,7 +255,7 @@ class RevokePresignedUrls(
 
     async def execute(self, run: Run[RevokePresignedUrlsInput, Facts]) -> RevokePresignedUrlsOutcome:
         call = run.call
-        client = client_of(call.state)
+        client = katapult_client(call.state)
         targets = run.observation.snapshot.ordered
         run.notes += [
             f"Bucket {quote(key)} no longer exists; it was skipped."

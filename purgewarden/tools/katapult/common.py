@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from purgewarden.clients.katapult import KatapultClient
-from purgewarden.safety.registry import Toolset, app_state
+from purgewarden.safety.registry import Toolset
 from purgewarden.safety.state import AppState
 
 toolset = Toolset("katapult")
@@ -22,14 +21,10 @@ OrganizationRef = Annotated[
 ]
 
 
-def client_of(state: AppState) -> KatapultClient:
+def katapult_client(state: AppState) -> KatapultClient:
     if state.katapult is None:
         raise ToolError("Katapult is not configured on this server (KATAPULT_API_TOKEN).")
     return state.katapult
-
-
-def katapult_client(ctx: Context) -> KatapultClient:
-    return client_of(app_state(ctx))
 
 
 def iso(timestamp: int | float | None) -> str:

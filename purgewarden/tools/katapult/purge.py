@@ -28,7 +28,7 @@ from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.state import AppState
 from purgewarden.safety.text import SAMPLE_SIZE, OutcomeOutput, PlanOutput, fence, listed, plural, quote
-from purgewarden.tools.katapult.common import OrganizationRef, client_of, toolset
+from purgewarden.tools.katapult.common import OrganizationRef, katapult_client, toolset
 from purgewarden.tools.katapult.trash import TaskState, trash_line, whole_trash
 
 PURGE_SOON_SECONDS = 3600
@@ -124,7 +124,7 @@ class PurgeAllTrashObjects(
         return totals.get("objects", 0)
 
     async def observe(self, call: Call, args: PurgeAllTrashObjectsInput) -> Observation[Trash]:
-        objects = await whole_trash(call.state, client_of(call.state), args.organization)
+        objects = await whole_trash(call.state, katapult_client(call.state), args.organization)
         ids = frozenset(t.id for t in objects)
         return Observation(Snapshot(totals={"objects": len(ids)}, members=ids), objects)
 
@@ -147,7 +147,7 @@ class PurgeAllTrashObjects(
                 f"{accounts} object storage accounts are in the trash: purging one deletes every bucket and "
                 "object in it."
             )
-        running = await running_purge_warning(client_of(call.state), args.organization)
+        running = await running_purge_warning(katapult_client(call.state), args.organization)
         if running:
             warnings.append(running)
         if not objects:
@@ -171,7 +171,7 @@ class PurgeAllTrashObjects(
                 status="nothing_to_purge",
                 task=None,
             )
-        client = client_of(run.call.state)
+        client = katapult_client(run.call.state)
         sent = False
         try:
             await run.call.progress(0, 100, "queueing the purge")
@@ -372,7 +372,7 @@ class TrashWatch(Watch):
         self.outside: dict[str, str] = {}
 
     async def look(self, *, final: bool) -> Look:
-        client = client_of(self.state)
+        client = katapult_client(self.state)
         if not final:
             page = await client.list_trash_objects(organization_lookup(self.organization), per_page=1)
             count = page.pagination.total

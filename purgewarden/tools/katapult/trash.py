@@ -19,7 +19,7 @@ from purgewarden.clients.katapult import (
     TrashObject,
     organization_lookup,
 )
-from purgewarden.safety.state import AppState
+from purgewarden.safety.state import AppState, app_state
 from purgewarden.safety.text import ToolOutput, fence, quote
 from purgewarden.tools.katapult.common import OrganizationRef, iso, katapult_client, toolset
 
@@ -90,7 +90,7 @@ class GetTaskOutput(ToolOutput):
 async def katapult_list_organizations(ctx: Context) -> ListOrganizationsOutput:
     """List the Katapult organizations this token can see; pass one's id or sub-domain as organization
     to the trash tools."""
-    organizations = await katapult_client(ctx).list_organizations()
+    organizations = await katapult_client(app_state(ctx)).list_organizations()
     return ListOrganizationsOutput(
         summary=f"{len(organizations)} Katapult organizations are visible to this API token.",
         organizations=[OrganizationItem.of(o) for o in organizations],
@@ -106,7 +106,7 @@ async def katapult_list_trash_objects(
 ) -> ListTrashObjectsOutput:
     """List a page of an organization's trash: deleted resources, restorable until keep_until. To purge
     it all, call katapult_preview_purge_all_trash_objects."""
-    found = await katapult_client(ctx).list_trash_objects(
+    found = await katapult_client(app_state(ctx)).list_trash_objects(
         organization_lookup(organization), page=page, per_page=per_page
     )
     pagination = found.pagination
@@ -135,7 +135,7 @@ async def katapult_get_task(
     ],
 ) -> GetTaskOutput:
     """Get a task's status and progress, e.g. the purge katapult_purge_all_trash_objects queued."""
-    task = await katapult_client(ctx).get_task(task_id)
+    task = await katapult_client(app_state(ctx)).get_task(task_id)
     return GetTaskOutput(summary=task_summary(task), task=TaskState.of(task), name=task.name)
 
 

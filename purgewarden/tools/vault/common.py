@@ -20,8 +20,6 @@ from purgewarden.safety.text import quote
 
 toolset = Toolset("vault")
 
-"""Ids named in a plan or an outcome (of each kind), so no result grows with the selection."""
-
 MAINTENANCE: Reason = "Maintenance"
 """The access reason of the reads and of garbage collection (which is maintenance by nature). Only the
 object deletion tools take one: their purpose (e.g. an erasure request) belongs in the Vault's audit log,

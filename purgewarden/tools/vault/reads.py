@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from purgewarden.safety.registry import app_state
+from purgewarden.safety.state import app_state
 from purgewarden.safety.text import ToolOutput, fence, quote
 from purgewarden.tools.vault.common import (
     MAINTENANCE,
