@@ -34,11 +34,12 @@ npx() { command npx --yes --loglevel=error "$@"; }
 command -v jq >/dev/null || fail "jq is needed to read the clients' JSON output (apt-get install jq)"
 
 export PURGEWARDEN_AUDIT_LOG="$work/audit.jsonl"
+export PURGEWARDEN_STATE_DIR="$work"
 export MCP_CATALOG_PATH="$work/inspector-catalog.json" MCP_CLIENT_CONFIG_PATH="$work/inspector-client.json"
 export MCP_REMOTE_CONFIG_DIR="$work/mcp-remote"
 
 # The stdio server's environment: the Inspector passes only a minimal one, so what uv needs goes along.
-server_env=(-e "PURGEWARDEN_AUDIT_LOG=$PURGEWARDEN_AUDIT_LOG")
+server_env=(-e "PURGEWARDEN_AUDIT_LOG=$PURGEWARDEN_AUDIT_LOG" -e "PURGEWARDEN_STATE_DIR=$PURGEWARDEN_STATE_DIR")
 for name in SSL_CERT_FILE SSL_CERT_DIR NODE_EXTRA_CA_CERTS $(compgen -e | grep '^UV_' || true); do
   [ -n "${!name:-}" ] && server_env+=(-e "$name=${!name}")
 done

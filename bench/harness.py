@@ -140,7 +140,7 @@ def server_environment(emulators: dict[str, str], workdir: Path, **extra: str) -
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", ""),
         **emulators,
-        "PURGEWARDEN_AUDIT_LOG": str(workdir / "audit.jsonl"),
+        "PURGEWARDEN_STATE_DIR": str(workdir),
         **extra,
     }
 

@@ -54,7 +54,7 @@ async def profiles(
     emulators: Emulators, environment: dict[str, str], scale: Scale, tmp: Path
 ) -> list[Profile]:
     """cProfile tables (top functions by own time) for the Katapult preview and the Vault delete."""
-    settings = Settings.from_env({**environment, "PURGEWARDEN_AUDIT_LOG": str(tmp / "profile-audit.jsonl")})
+    settings = Settings.from_env({**environment, "PURGEWARDEN_STATE_DIR": str(tmp)})
     found = []
     async with Client(create_app(settings)) as client:
         emulators.reset("katapult")

@@ -12,15 +12,15 @@ from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 Service = Literal["katapult", "vault", "cocoon"]
 ALL_TOOLSETS: tuple[Service, ...] = ("katapult", "vault", "cocoon")
 
 
-def default_audit_log() -> Path:
+def default_state_dir() -> Path:
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "purgewarden" / "audit.jsonl"
+    return Path(state_home) / "purgewarden"
 
 
 class Settings(BaseModel):
@@ -46,7 +46,16 @@ class Settings(BaseModel):
         1000, ge=0, description="Plans destroying more items make the human type the target or the count"
     )
     max_items: int | None = Field(None, ge=0, description="Plans destroying more items cannot be confirmed")
-    audit_log: Path = Field(default_factory=default_audit_log)
+    state_dir: Path = Field(
+        default_factory=default_state_dir, description="The audit log and the embedded store live here"
+    )
+    audit_log: Path = Field(None, validate_default=True, description="Default: state_dir/audit.jsonl")
+    store_url: str | None = Field(
+        None, description="redis://… for replicas; default: the SQLite file state_dir/purgewarden.db"
+    )
+    follow_seconds: float = Field(
+        40.0, gt=0, description="How long a destructive tool follows its run before answering `running`"
+    )
     http_token: SecretStr | None = Field(None, description="Bearer token required on the MCP HTTP endpoint")
     allowed_hosts: tuple[str, ...] = Field((), description="Host headers accepted over HTTP off loopback")
     log_level: str = "WARNING"
@@ -60,6 +69,11 @@ class Settings(BaseModel):
     watch_interval: float = Field(
         1.0, gt=0, description="Seconds between looks at the state while an empty-everything call runs"
     )
+
+    @field_validator("audit_log", mode="before")
+    @classmethod
+    def _audit_log_in_the_state_dir(cls, value: Any, info: ValidationInfo) -> Any:
+        return info.data["state_dir"] / "audit.jsonl" if value is None and "state_dir" in info.data else value
 
     @field_validator("toolsets", mode="before")
     @classmethod
@@ -114,6 +128,9 @@ ENVIRONMENT: Mapping[str, str] = {
     "PURGEWARDEN_TYPED_CONFIRMATION_OVER": "typed_confirmation_over",
     "PURGEWARDEN_MAX_ITEMS": "max_items",
     "PURGEWARDEN_AUDIT_LOG": "audit_log",
+    "PURGEWARDEN_STATE_DIR": "state_dir",
+    "PURGEWARDEN_STORE_URL": "store_url",
+    "PURGEWARDEN_FOLLOW_SECONDS": "follow_seconds",
     "PURGEWARDEN_HTTP_TOKEN": "http_token",
     "PURGEWARDEN_ALLOWED_HOSTS": "allowed_hosts",
     "PURGEWARDEN_LOG_LEVEL": "log_level",

@@ -50,7 +50,12 @@ def _short(value: Any) -> str:
 async def run_demo() -> int:
     with tempfile.TemporaryDirectory(prefix="purgewarden-demo-") as workdir, Sandbox() as sandbox:
         audit_log = Path(workdir) / "audit.jsonl"
-        env = {**os.environ, **sandbox.server_environment(), "PURGEWARDEN_AUDIT_LOG": str(audit_log)}
+        env = {
+            **os.environ,
+            **sandbox.server_environment(),
+            "PURGEWARDEN_STATE_DIR": workdir,
+            "PURGEWARDEN_AUDIT_LOG": str(audit_log),
+        }
         params = StdioServerParameters(command=sys.executable, args=["-m", "purgewarden", "serve"], env=env)
         print(
             "purgewarden demo: the MCP server over stdio, driven by the MCP SDK client, against the local sandbox"

@@ -55,7 +55,7 @@ def sandbox_settings(sandbox: Sandbox, tmp_path: Path) -> Settings:
         cocoon_access_service_url=endpoints["cocoon"].url,
         cocoon_access_token=SecretStr(endpoints["cocoon"].credential),
         cocoon_organisation_id=cocoon.DEMO_ORGANISATION_ID,
-        audit_log=tmp_path / "audit.jsonl",
+        state_dir=tmp_path,
         retry_base_delay=0.01,
         katapult_task_poll_interval=0.05,
     )

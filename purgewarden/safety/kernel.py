@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import anyio
@@ -49,15 +52,19 @@ from purgewarden.safety.human import (
 )
 from purgewarden.safety.outcome import BeyondPlan, Ledger
 from purgewarden.safety.plans import Claims, Refusal, Snapshot, compare, describe_totals
+from purgewarden.safety.runs import Journal, LiveRun, Replay, RunRecord, now_iso
 from purgewarden.safety.state import AppState, app_state
 from purgewarden.safety.text import OutcomeOutput, PlanOutput, plural, quote
+from purgewarden.store import StoreError
 
 InputT = TypeVar("InputT", bound=BaseModel)
 DataT = TypeVar("DataT")
 PlanT = TypeVar("PlanT", bound=PlanOutput)
 OutcomeT = TypeVar("OutcomeT", bound=OutcomeOutput)
 
-CONFIRM_DESCRIPTION = "The preview's confirmation_token, once the user approved"
+COMMON_OUTCOME = frozenset(OutcomeOutput.model_fields)
+"""Fields every outcome has; an operation's own (e.g. `organisation_id`) are filled from its target while running."""
+CONFIRM_DESCRIPTION = "confirmation_token of the preview the user approved"
 
 
 @dataclass
@@ -71,6 +78,8 @@ class Call:
     run: Run[Any, Any] | None = None
     """The confirmed run, once there is one: what its failure is accounted against."""
     started: float = field(default_factory=time.monotonic)
+    live: LiveRun | None = None
+    """Once the run goes on in the background: progress goes to whoever follows it, not to this call."""
 
     @classmethod
     def of(cls, ctx: Context, tool: str, service: str) -> Call:
@@ -80,22 +89,33 @@ class Call:
     def settings(self) -> Settings:
         return self.state.settings
 
+    @cached_property
+    def client(self) -> str | None:
+        """The client application's name, read while the call's session is there."""
+        params = self.ctx.request_context.session.client_params
+        return params.client_info.name if params is not None else None
+
+    principal: str | None = None
+    """The authenticated caller, where the transport says who it is."""
+
     async def progress(self, done: float, total: float | None, message: str) -> None:
-        await self.ctx.report_progress(done, total, message)
+        if self.live is not None:
+            await self.live.report(done, total, message)
+        else:
+            await self.ctx.report_progress(done, total, message)
 
     def explain(self, error: ApiError) -> str:
         """The error in words for the model (API text quoted), with no secret."""
         return self.state.redactor.scrub(explain(error))
 
     def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
-        params = self.ctx.request_context.session.client_params
-        client = params.client_info.name if params is not None else None
         self.state.audit.record(
             event,
             durable=durable,
             tool=self.tool,
             service=self.service,
-            client=client,
+            client=self.client,
+            principal=self.principal,
             duration_ms=round((time.monotonic() - self.started) * 1000),
             **fields,
         )
@@ -121,11 +141,24 @@ class Run(Generic[InputT, DataT]):
     planned: Mapping[str, int]
     notes: list[str]
     ledger: Ledger
+    journal: Journal
     beyond: BeyondPlan | None = None
 
     async def between_requests(self) -> None:
         """Where a cancellation lands: never inside a request that was sent."""
         await anyio.lowlevel.checkpoint()
+
+    def sending(
+        self, what: str, ids: Sequence[str] | None = None, count: int | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """Wrap each destructive request, right after `between_requests`: journaled before it goes out
+        (the `ids` it acts on, or the `count` it may destroy), carried through whatever happens, and its
+        answer's settlements journaled after."""
+        return self.journal.sending(what, ids, count)
+
+    async def checkpoint(self, **facts: Any) -> None:
+        """Journal a fact needed to tell the run's state after a crash (a task id, a call's counts)."""
+        await self.journal.checkpoint(**facts)
 
 
 class Operation(ABC, Generic[InputT, DataT, PlanT, OutcomeT]):
@@ -196,6 +229,10 @@ class Operation(ABC, Generic[InputT, DataT, PlanT, OutcomeT]):
     def watch(self, run: Run[InputT, DataT]) -> Watch:
         """For `empties_everything`: how to look at the state while this run's call is in flight."""
         raise NotImplementedError
+
+    async def resume(self, state: AppState, record: RunRecord, told: Replay, journal: Journal) -> None:
+        """A run of this operation whose process died, taken over: settle in `journal.ledger` what can
+        still be known (a queued task followed to its end). Most operations have nothing to add."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +305,7 @@ async def issue_plan(
     """A plan of the observed state for the user, with a token unless it is beyond the operator's cap;
     audits the preview."""
     warnings, fields = await op.plan(call, args, observation)
+    warnings = [*await call.state.runs.warnings_for(op.tool, target), *warnings]
     snapshot = observation.snapshot
     summary = op.summary(target, observation)
     size = op.blast_radius(snapshot.totals)
@@ -275,7 +313,9 @@ async def issue_plan(
     token: str | None = None
     expires: str | None = None
     if capped is None:
-        issued = call.state.confirmations.issue(op.tool, target, op.credential(call), snapshot, summary, size)
+        issued = await call.state.confirmations.issue(
+            op.tool, target, op.credential(call), snapshot, summary, size, call.principal
+        )
         token, expires = issued.token, issued.expires_at
     else:
         warnings = [*warnings, capped]
@@ -301,17 +341,18 @@ async def preview(op: Operation[InputT, Any, PlanT, Any], call: Call, args: Inpu
     return await issue_plan(op, call, args, op.target(call, args), await op.observe(call, args))
 
 
-def checked(
+async def checked(
     op: Operation[InputT, Any, Any, Any], call: Call, args: InputT, confirm: str, *, asking: bool = False
 ) -> tuple[dict[str, Any], Claims]:
     """Every binding of the token, without consuming it; `asking`: this call put the question about it."""
     target = op.target(call, args)
-    claims = call.state.confirmations.check(
+    claims = await call.state.confirmations.check(
         confirm,
         tool=op.tool,
         preview_tool=op.preview_tool,
         arguments=target,
         credential=op.credential(call),
+        principal=call.principal,
         asking=asking,
     )
     refuse_over_cap(claims.size, call.settings)
@@ -326,39 +367,26 @@ async def carry_out(
     asked = was_asked(human)
     # A question this call asked may be answered after the token's expiry: the reservation it holds
     # keeps the token good for it, so the user is never asked about a token that is then refused.
-    target, claims = checked(op, call, args, confirm, asking=asked)
+    target, claims = await checked(op, call, args, confirm, asking=asked)
     try:
-        gate(op, call, target, claims, human, asked)
-        held = confirmations.consume(claims)
+        await gate(op, call, target, claims, human, asked)
+        held = await confirmations.consume(claims)
     except BaseException:
         if asked:
-            confirmations.release(claims)  # refused, failed or cancelled before anything happened
+            with anyio.CancelScope(shield=True):
+                await confirmations.release(claims)  # refused, failed or cancelled before anything happened
         raise
     try:
-        return await run_confirmed(op, call, args, target, claims, held)
-    except Refusal:
-        raise  # the registry audits refusals
-    except anyio.get_cancelled_exc_class():
-        call.audit("cancelled", durable=True, target=target, accounting=run_accounting(call))
-        raise
+        run = await prepared(op, call, args, target, claims, held)
     except ApiError as error:
         call.audit(
-            "failed",
-            durable=True,
-            target=target,
-            error=error.summary,
-            status=error.status,
-            code=error.code,
-            fate=error.fate,
-            accounting=run_accounting(call),
+            "failed", durable=True, target=target, error=error.summary, status=error.status, code=error.code
         )
-        raise ToolError(unfinished(call, error)) from None
-    except ToolError as error:
-        call.audit("failed", durable=True, target=target, error=str(error), accounting=run_accounting(call))
-        raise
+        raise ToolError(f"Nothing was deleted: {call.explain(error)}") from None
+    return await follow(op, run)
 
 
-def gate(
+async def gate(
     op: Operation[Any, Any, Any, Any],
     call: Call,
     target: Mapping[str, Any],
@@ -370,7 +398,7 @@ def gate(
     answer (or the absence of a question) lets it go ahead."""
     data = human.data if isinstance(human, AcceptedElicitation) else None
     busy = isinstance(data, NotAsked) and data.why == TOKEN_BUSY
-    if busy or (not asked and call.state.confirmations.being_asked(claims)):
+    if busy or (not asked and await call.state.confirmations.being_asked(claims)):
         raise Refusal(
             "token_busy",
             "Refused: this confirmation token is already used by another call, which is asking the user about "
@@ -384,18 +412,19 @@ def gate(
         raise refusal
 
 
-async def run_confirmed(
+async def prepared(
     op: Operation[InputT, DataT, PlanT, OutcomeT],
     call: Call,
     args: InputT,
     target: dict[str, Any],
     claims: Claims,
-    held: Snapshot | None,
-) -> OutcomeT:
-    """After the token is consumed: re-check, then execute and account; every way out is audited."""
+    held: Snapshot,
+) -> Run[InputT, DataT]:
+    """After the token is consumed: re-check against the plan, then record the run before anything is
+    sent. Refuses when the state grew beyond the plan, or when the run cannot be journaled."""
     observation = await op.recheck(call, args, held)
-    verdict = compare(held, claims.state, observation.snapshot)
-    planned = describe_totals(held.totals) if held else "what this server no longer holds"
+    verdict = compare(held, observation.snapshot)
+    planned = describe_totals(held.totals)
     now = observation.snapshot.totals
     if verdict == "grown":
         fresh = await issue_plan(op, call, args, target, observation)
@@ -411,32 +440,137 @@ async def run_confirmed(
             f"user approved (planned {planned}; now {describe_totals(now)}). Nothing was "
             f"deleted. New plan: {fresh.summary} Show the user this new plan; {offer}",
         )
-    refuse_over_cap(op.blast_radius(now), call.settings)
-    call.audit(
-        "confirmed",
-        durable=True,
-        target=target,
-        plan_digest=claims.state,
-        counts=dict(now),
-        verdict=verdict,
-    )
+    size = op.blast_radius(now)
+    refuse_over_cap(size, call.settings)
     notes = []
     if verdict == "shrunk":
         notes.append(
             f"The state shrank since the preview (planned {planned}; now "
             f"{describe_totals(now)}); only what still exists was acted on."
         )
-    run = Run(call, args, target, observation, held.totals if held else now, notes, Ledger())
+    record = RunRecord(
+        id=f"run_{secrets.token_urlsafe(9)}",
+        tool=op.tool,
+        service=op.service,
+        target=target,
+        summary=claims.summary,
+        size=size,
+        principal=call.principal,
+        client=call.client,
+        owner=call.state.runs.owner,
+        started_at=now_iso(),
+    )
+    ledger = Ledger()
+    try:
+        live = await call.state.runs.start(record, ledger)
+    except StoreError as error:
+        raise Refusal(
+            "journal_unwritable",
+            f"Refused: the run could not be journaled ({error}), and nothing is deleted without its record. "
+            "Nothing was deleted. Ask the operator to check the store (PURGEWARDEN_STORE_URL), then preview again.",
+        ) from None
+    call.audit(
+        "confirmed",
+        durable=True,
+        target=target,
+        run=record.id,
+        plan_digest=claims.state,
+        counts=dict(now),
+        verdict=verdict,
+    )
+    run = Run(call, args, target, observation, held.totals, notes, ledger, live.journal)
     call.run = run
-    outcome = await watched(op, run) if op.empties_everything else await op.execute(run)
+    call.live = live
+    return run
+
+
+async def follow(op: Operation[InputT, DataT, PlanT, OutcomeT], run: Run[InputT, DataT]) -> OutcomeT:
+    """Carry the run out in the background of the server and follow it for `follow_seconds`, relaying its
+    progress: its outcome if it ends by then, else `running` with the counts so far. A call that goes
+    away (a client's timeout) leaves the run going; `purgewarden_cancel_run` stops it."""
+    call = run.call
+    live = call.live
+    assert live is not None
+    call.state.runs.launch(live, lambda: executed(op, run), lambda live, record: finished(run, live, record))
+    live.follower = call.ctx.report_progress
+    try:
+        with anyio.move_on_after(call.settings.follow_seconds):
+            await live.done.wait()
+    finally:
+        live.follower = None
+    if not live.done.is_set():
+        return running(op, run, live)
+    if live.failure is not None:
+        raise live.failure
+    if live.stopped_by is not None:
+        raise ToolError(stopped(run, live.stopped_by))
+    outcome: OutcomeT = live.outcome
+    return outcome
+
+
+def running(op: Operation[Any, Any, Any, OutcomeT], run: Run[Any, Any], live: LiveRun) -> OutcomeT:
+    counts = run.ledger.counts
+    record = live.record
+    seconds = round(time.monotonic() - run.call.started)
+    return op.Outcome(
+        summary=(
+            f"Still running after {seconds} s: {counts['carried_out']:,} of {record.size:,} items carried out so "
+            f'far. The run goes on in the server. Call purgewarden_get_run with run_id="{record.id}" to follow '
+            "it (or read its resource); purgewarden_cancel_run stops it between requests."
+        ),
+        totals={},
+        notes=list(run.notes),
+        accounting=run.ledger.totals(),
+        run_id=record.id,
+        state="running",
+        **{k: v for k, v in run.target.items() if k in op.Outcome.model_fields and k not in COMMON_OUTCOME},
+    )
+
+
+async def executed(op: Operation[InputT, DataT, PlanT, OutcomeT], run: Run[InputT, DataT]) -> OutcomeT:
+    """The run's body, in the background: execute and account; every way out is audited."""
+    call = run.call
+    target = run.target
+    try:
+        outcome = await watched(op, run) if op.empties_everything else await op.execute(run)
+    except anyio.get_cancelled_exc_class():
+        call.audit(
+            "cancelled", durable=True, target=target, run=run.journal.run_id, accounting=run.ledger.totals()
+        )
+        raise
+    except ApiError as error:
+        call.audit(
+            "failed",
+            durable=True,
+            target=target,
+            run=run.journal.run_id,
+            error=error.summary,
+            status=error.status,
+            code=error.code,
+            fate=error.fate,
+            accounting=run.ledger.totals(),
+        )
+        raise ToolError(unfinished(call, error)) from None
+    except ToolError as error:
+        call.audit(
+            "failed",
+            durable=True,
+            target=target,
+            run=run.journal.run_id,
+            error=str(error),
+            accounting=run.ledger.totals(),
+        )
+        raise
     outcome.accounting = run.ledger.totals()
     if run.beyond is not None and run.beyond.count:
         outcome.notes.append(run.beyond.note())
     outcome.notes[:0] = run.notes
+    outcome.run_id = run.journal.run_id
     call.audit(
         "outcome",
         durable=True,
         target=target,
+        run=run.journal.run_id,
         outcome=outcome.summary,
         counts=outcome.totals,
         accounting=outcome.accounting,
@@ -447,8 +581,32 @@ async def run_confirmed(
     return outcome
 
 
-def run_accounting(call: Call) -> dict[str, int]:
-    return call.run.ledger.totals() if call.run is not None else Ledger().totals()
+def finished(run: Run[Any, Any], live: LiveRun, record: RunRecord) -> None:
+    """The run's record once it ended: its result in words, its totals and exact accounting."""
+    record.accounting = run.ledger.totals()
+    if live.outcome is not None:
+        record.result = live.outcome.summary
+        record.totals = dict(live.outcome.totals)
+        record.notes = list(live.outcome.notes)
+    elif live.stopped_by is not None:
+        record.result = stopped(run, live.stopped_by)
+        record.notes = list(run.notes)
+    else:
+        record.result = str(live.failure)
+        record.notes = list(run.notes)
+
+
+def stopped(run: Run[Any, Any], how: str) -> str:
+    counts = run.ledger.counts
+    why = (
+        "Cancelled on request, between requests"
+        if how == "cancelled"
+        else "Interrupted: the server stopped, between requests"
+    )
+    return (
+        f"{why}: {counts['carried_out']:,} carried out, {counts['not_carried_out']:,} not carried out, "
+        f"{counts['unknown']:,} unknown."
+    )
 
 
 def unfinished(call: Call, error: ApiError) -> str:
@@ -582,12 +740,12 @@ def destructive_tool(op: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitab
         call = Call.of(ctx, op.tool, op.service)
         continuation = bool(ctx.request_state)  # 2026-07-28: the same call, back with the answer
         try:
-            target, claims = checked(op, call, validated(op, arguments), confirm, asking=continuation)
+            target, claims = await checked(op, call, validated(op, arguments), confirm, asking=continuation)
         except ToolError:
             return NotAsked(why=TOKEN_REFUSED)  # the tool body refuses it, with the reason
         # A first round claims the token for its question; a later round (2026-07-28: the answer comes
         # back with the request state this call was given) is the same call asking again.
-        if not continuation and not call.state.confirmations.reserve(claims):
+        if not continuation and not await call.state.confirmations.reserve(claims):
             return NotAsked(why=TOKEN_BUSY)
         question = question_for(op, claims, target, call.settings)
         return Elicit(call.state.redactor.scrub(question.message), question.schema)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from purgewarden.clients.errors import Fate
 
@@ -38,6 +39,8 @@ class Ledger:
 
     counts: dict[Fate, int] = field(default_factory=lambda: dict.fromkeys(FATES, 0))
     samples: dict[Fate, list[str]] = field(default_factory=lambda: {f: [] for f in FATES})
+    unjournaled: list[dict[str, Any]] = field(default_factory=list)
+    """Settlements not yet written to the run's journal (`drain` hands them over)."""
 
     def settle(self, fate: Fate, ids: Iterable[str] = (), *, count: int | None = None, why: str = "") -> None:
         """Record `ids` (or an anonymous `count` of items) as having met `fate`."""
@@ -46,6 +49,14 @@ class Ledger:
         room = SAMPLE - len(self.samples[fate])
         if room > 0:
             self.samples[fate].extend(f"{item}: {why}" if why else item for item in listed[:room])
+        if listed or count:
+            self.unjournaled.append(
+                {"fate": fate, "ids": listed} if count is None else {"fate": fate, "count": count}
+            )
+
+    def drain(self) -> list[dict[str, Any]]:
+        drained, self.unjournaled = self.unjournaled, []
+        return drained
 
     @property
     def settled(self) -> int:

@@ -1,21 +1,19 @@
 """Plans and the confirmation tokens bound to them, and how a re-read state compares with a plan.
 
-A preview's `confirmation_token` is an HMAC-signed, single-use, expiring handle bound to the
-destructive tool, its canonical arguments, a fingerprint of the credential and a digest of the
-previewed state. `check` verifies every binding without consuming it (so the human is asked only
-about a token that will be honoured); `consume` burns it, once.
+A preview's `confirmation_token` is a short random handle to a plan kept in the store: the plan binds
+it to the destructive tool, its canonical arguments, a fingerprint of the credential, the caller and
+the previewed state (totals and ids). `check` verifies every binding without consuming it (so the
+human is asked only about a token that will be honoured); `consume` burns it, once, in one atomic
+step of the store, whichever replica redeems it.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
+import re
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,9 +24,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
 from purgewarden.safety.text import quote
+from purgewarden.store import Store
 
-TOKEN_PREFIX = "pwc1"
-MAX_REMEMBERED_PLANS = 512
+TOKEN_PREFIX = "pwc"
+TOKEN_BYTES = 24
+"""192 random bits: a token cannot be guessed, and stays short enough to copy (36 characters)."""
+TOKEN_SHAPE = re.compile(rf"{TOKEN_PREFIX}_[A-Za-z0-9_-]{{{TOKEN_BYTES * 4 // 3}}}")
 REUSED = "Refused: this confirmation token was already used; each token works once."
 
 
@@ -64,19 +65,13 @@ class Snapshot:
 Verdict = Literal["same", "shrunk", "grown"]
 
 
-def compare(planned: Snapshot | None, planned_digest: str, current: Snapshot) -> Verdict:
+def compare(planned: Snapshot, current: Snapshot) -> Verdict:
     """How the state moved since the preview. Anything that cannot be shown to be smaller counts as grown.
 
-    `planned` is the previewed snapshot when this server still holds it; without it only the digest
-    can be compared, and any change counts as grown. `current.members` may be the planned ids
-    themselves with smaller totals: a re-check that counted the state but did not list it again.
+    `current.members` may be the planned ids themselves with smaller totals: a re-check that counted
+    the state but did not list it again.
     """
-    if planned is None:
-        return "same" if current.digest == planned_digest else "grown"
-    if planned.members:
-        if dict(current.totals) == dict(planned.totals) and current.members == planned.members:
-            return "same"  # what the planned digest covers, compared without hashing every id
-    elif current.digest == planned_digest:
+    if dict(current.totals) == dict(planned.totals) and current.members == planned.members:
         return "same"
     if any(current.totals.get(k, 0) > planned.totals.get(k, 0) for k in current.totals):
         return "grown"
@@ -86,7 +81,7 @@ def compare(planned: Snapshot | None, planned_digest: str, current: Snapshot) ->
 
 
 class Claims(BaseModel):
-    """What a token carries. The plan's totals and ids stay on the server: the token stays short."""
+    """A stored plan: everything its confirmation token is bound to, held by the server, never sent."""
 
     tool: str
     args: str
@@ -96,7 +91,16 @@ class Claims(BaseModel):
     """The plan's blast radius in items (for the typed confirmation and the operator's cap)."""
     summary: str
     expires: float
-    nonce: str
+    principal: str | None = None
+    """Who previewed it, where the transport says (an authenticated caller)."""
+    totals: dict[str, int]
+    members: list[str] = []
+    key: str = ""
+    """Where the store keeps it (a digest of the token): set on reading, never stored."""
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.totals, frozenset(self.members))
 
 
 @dataclass
@@ -111,21 +115,20 @@ def canonical(arguments: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class Confirmations:
-    """Issues and redeems confirmation tokens; remembers used nonces and previewed id sets in memory."""
+def store_key(token: str) -> str:
+    """The store holds a digest of each token, so whoever reads the store cannot confirm a plan."""
+    return hashlib.sha256(token.encode()).hexdigest()[:40]
 
-    def __init__(self, key: bytes | None, ttl: float, clock: Callable[[], float] = time.time) -> None:
-        self._key = key or secrets.token_bytes(32)
+
+class Confirmations:
+    """Issues tokens for plans kept in the store, and redeems each once, whichever process asks."""
+
+    def __init__(self, store: Store, ttl: float, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self.ttl = ttl
         self._clock = clock
-        self._used: dict[str, float] = {}
-        self._asking: dict[str, float] = {}
-        """Tokens whose human is being asked by one call, by nonce: no other call may ask about them."""
-        self._plans: OrderedDict[str, Snapshot] = OrderedDict()
-        """Previewed snapshots, by nonce (the token carries only their digest)."""
-        self._lock = threading.Lock()
 
-    def issue(
+    async def issue(
         self,
         tool: str,
         arguments: Mapping[str, Any],
@@ -133,8 +136,9 @@ class Confirmations:
         snapshot: Snapshot,
         summary: str,
         size: int,
+        principal: str | None = None,
     ) -> Issued:
-        expires = self._clock() + self.ttl
+        now = self._clock()
         claims = Claims(
             tool=tool,
             args=canonical(arguments),
@@ -142,32 +146,21 @@ class Confirmations:
             state=snapshot.digest,
             size=size,
             summary=summary,
-            expires=expires,
-            nonce=secrets.token_urlsafe(12),
+            expires=now + self.ttl,
+            principal=principal,
+            totals=dict(snapshot.totals),
+            members=list(snapshot.ordered),
         )
-        with self._lock:
-            self._plans[claims.nonce] = snapshot
-            while len(self._plans) > MAX_REMEMBERED_PLANS:
-                self._plans.popitem(last=False)
-        payload = _b64(claims.model_dump_json().encode())
-        token = f"{TOKEN_PREFIX}.{payload}.{self._sign(payload)}"
+        token = f"{TOKEN_PREFIX}_{secrets.token_urlsafe(TOKEN_BYTES)}"
+        # Kept one lifetime past expiry: a question asked just before it may be answered late, and a
+        # late replay is told "already used" or "expired" rather than "unknown".
+        body = claims.model_dump_json(exclude={"key"})
+        await self.store.put_plan(store_key(token), body, claims.expires + self.ttl, now)
         return Issued(
-            token=token, expires_at=datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds")
+            token=token, expires_at=datetime.fromtimestamp(claims.expires, UTC).isoformat(timespec="seconds")
         )
 
-    def peek(self, token: str) -> Claims | None:
-        """The claims of a well-formed, correctly signed token, or None; checks nothing else."""
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
-            return None
-        if not hmac.compare_digest(self._sign(parts[1]), parts[2]):
-            return None
-        try:
-            return Claims.model_validate_json(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except ValueError:
-            return None
-
-    def check(
+    async def check(
         self,
         token: str,
         *,
@@ -175,10 +168,12 @@ class Confirmations:
         preview_tool: str,
         arguments: Mapping[str, Any],
         credential: str,
+        principal: str | None = None,
         asking: bool = False,
     ) -> Claims:
-        """Every binding of the token, without consuming it: authentic, unexpired, this tool, these
-        arguments, this credential, not used. Raises `Refusal` saying what is wrong and what to do.
+        """Every binding of the token, without consuming it: issued here, unexpired, this tool, these
+        arguments, this credential, this caller, not used. Raises `Refusal` saying what is wrong and
+        what to do.
 
         `asking`: the caller asked the human about this token; while that question holds the token
         (see `reserve`), an expiry that passed during the question does not refuse it."""
@@ -186,15 +181,18 @@ class Confirmations:
             f"Call {preview_tool} with the arguments you intend to use, show the plan to the user, "
             f"then call {tool} with confirm set to the new confirmation_token."
         )
-        claims = self.peek(token.strip())
-        if claims is None:
-            if not token.strip():
-                raise Refusal("missing_token", f"Refused: {tool} needs a confirmation token. {again}")
+        token = token.strip()
+        if not token:
+            raise Refusal("missing_token", f"Refused: {tool} needs a confirmation token. {again}")
+        slot = await self.store.get_plan(store_key(token)) if TOKEN_SHAPE.fullmatch(token) else None
+        if slot is None:
             raise Refusal(
                 "invalid_token",
-                "Refused: the confirmation token is malformed, altered, or was not "
-                f"issued by this server. {again}",
+                "Refused: this confirmation token is unknown here: it is mistyped, was not issued by this "
+                f"server, or expired long ago. {again}",
             )
+        claims = Claims.model_validate_json(slot.body)
+        claims.key = store_key(token)
         if claims.tool != tool:
             raise Refusal(
                 "wrong_tool",
@@ -206,63 +204,49 @@ class Confirmations:
                 "Refused: the confirmation token was issued under a different API "
                 f"credential than the one in use now. {again}",
             )
+        if claims.principal != principal:
+            raise Refusal(
+                "wrong_principal",
+                "Refused: the confirmation token was issued to another caller; a plan can only be "
+                f"confirmed by whoever previewed it. {again}",
+            )
         if claims.args != canonical(arguments):
             raise Refusal(
                 "wrong_arguments",
                 "Refused: the confirmation token was issued for different arguments "
                 f"(another target or selection). {again}",
             )
+        if slot.used:
+            raise Refusal("reused_token", f"{REUSED} {again}")
         now = self._clock()
-        if now >= claims.expires and not (asking and self.being_asked(claims)):
+        if now >= claims.expires and not (asking and slot.asking_until > now):
             raise Refusal(
                 "expired_token",
                 f"Refused: the confirmation token expired "
                 f"{int(now - claims.expires)} s ago (tokens last {int(self.ttl)} s). {again}",
             )
-        with self._lock:
-            if claims.nonce in self._used:
-                raise Refusal("reused_token", f"{REUSED} {again}")
         return claims
 
-    def reserve(self, claims: Claims) -> bool:
+    async def reserve(self, claims: Claims) -> bool:
         """Claim a checked token for one call's question, atomically; False when another call holds it
         (or it was used meanwhile). Held until consumed or released, at most one token lifetime past the
         token's expiry (a client that never comes back with the answer)."""
-        now = self._clock()
-        with self._lock:
-            self._asking = {n: t for n, t in self._asking.items() if t > now}
-            if claims.nonce in self._asking or claims.nonce in self._used:
-                return False
-            self._asking[claims.nonce] = claims.expires + self.ttl  # an answer may take its time
-            return True
+        return await self.store.reserve(claims.key, claims.expires + self.ttl, self._clock())
 
-    def release(self, claims: Claims) -> None:
+    async def release(self, claims: Claims) -> None:
         """The question was answered no: the token may be asked about again."""
-        with self._lock:
-            self._asking.pop(claims.nonce, None)
+        await self.store.release(claims.key)
 
-    def being_asked(self, claims: Claims) -> bool:
-        with self._lock:
-            return self._asking.get(claims.nonce, 0.0) > self._clock()
+    async def being_asked(self, claims: Claims) -> bool:
+        slot = await self.store.get_plan(claims.key)
+        return slot is not None and slot.asking_until > self._clock()
 
-    def consume(self, claims: Claims) -> Snapshot | None:
-        """Burn a checked token, atomically: exactly one caller wins. Returns the previewed snapshot
-        when this server still holds it."""
-        now = self._clock()
-        with self._lock:
-            self._used = {n: t for n, t in self._used.items() if t > now}
-            if claims.nonce in self._used:
-                raise Refusal("reused_token", f"{REUSED} Preview again for a new token.")
-            self._used[claims.nonce] = claims.expires
-            self._asking.pop(claims.nonce, None)
-            return self._plans.pop(claims.nonce, None)
-
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    async def consume(self, claims: Claims) -> Snapshot:
+        """Burn a checked token, atomically across every process sharing the store: exactly one caller
+        wins. Returns the previewed snapshot."""
+        if not await self.store.consume(claims.key):
+            raise Refusal("reused_token", f"{REUSED} Preview again for a new token.")
+        return claims.snapshot
 
 
 def describe_totals(totals: Mapping[str, int]) -> str:

@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 
 from purgewarden.clients.errors import ApiError
 from purgewarden.safety.errors import explain
 from purgewarden.safety.kernel import Call, Operation, destructive_tool, preview_tool
 from purgewarden.safety.plans import Refusal
-from purgewarden.safety.text import ToolOutput
+from purgewarden.safety.runs import RUN_URI
+from purgewarden.safety.text import OutcomeOutput, ToolOutput
+from purgewarden.store import StoreError
 
-Kind = Literal["read", "preview", "destructive"]
+Kind = Literal["read", "preview", "control", "destructive"]
+"""`control`: changes no data, but is not read-only either (stopping a run)."""
 ToolFn = Callable[..., Awaitable[ToolOutput]]
 logger = logging.getLogger("purgewarden.tools")
 
@@ -32,10 +35,10 @@ def annotations_for(kind: Kind) -> ToolAnnotations:
     """The tool's title is set on the tool itself; the hints follow from its kind alone."""
     destructive = kind == "destructive"
     return ToolAnnotations(
-        read_only_hint=not destructive,
+        read_only_hint=kind in ("read", "preview"),
         destructive_hint=destructive,
         idempotent_hint=not destructive,
-        open_world_hint=True,
+        open_world_hint=kind != "control",
     )
 
 
@@ -59,6 +62,7 @@ class ToolSpec:
 class Toolset:
     service: str
     specs: list[ToolSpec] = field(default_factory=list)
+    operations: list[Operation[Any, Any, Any, Any]] = field(default_factory=list)
 
     def tool(self, kind: Kind, title: str) -> Callable[[ToolFn], ToolFn]:
         def register(fn: ToolFn) -> ToolFn:
@@ -69,6 +73,7 @@ class Toolset:
 
     def operation(self, op: Operation[Any, Any, Any, Any]) -> None:
         """Serve a destructive operation as its two tools: the preview and the destructive one."""
+        self.operations.append(op)
         self.specs.append(ToolSpec(preview_tool(op), self.service, "preview", op.preview_title))
         self.specs.append(ToolSpec(destructive_tool(op), self.service, "destructive", op.title))
 
@@ -92,6 +97,13 @@ def presented(data: Any, scrub: Callable[[str], str], key: str = "") -> Any:
     return data
 
 
+def run_link(run_id: str) -> ResourceLink:
+    """Where a destructive tool's run can be read later (it may go on after the call returned)."""
+    return ResourceLink(
+        type="resource_link", name=run_id, uri=RUN_URI.format(run_id=run_id), mime_type="application/json"
+    )
+
+
 def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
     """Wrap a tool: render its text, translate `ApiError` into words, scrub secrets, audit refusals."""
 
@@ -113,10 +125,18 @@ def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
             raise ToolError(scrub(explain(error))) from None
         except ToolError as error:
             raise ToolError(scrub(str(error))) from None
+        except StoreError as error:
+            logger.error("%s: the store failed: %s", spec.name, scrub(str(error)))
+            raise ToolError(
+                scrub(
+                    f"The server's store of plans and runs failed ({error}). Nothing was deleted. Ask the operator "
+                    "to check PURGEWARDEN_STORE_URL (or the state directory), then call the tool again."
+                )
+            ) from None
         structured = presented(result.model_dump(mode="json", by_alias=True), scrub)
-        return CallToolResult(
-            content=[TextContent(type="text", text=scrub(result.render()))],
-            structured_content=structured,
-        )
+        content: list[ContentBlock] = [TextContent(type="text", text=scrub(result.render()))]
+        if isinstance(result, OutcomeOutput) and result.run_id:
+            content.append(run_link(result.run_id))
+        return CallToolResult(content=content, structured_content=structured)
 
     return run

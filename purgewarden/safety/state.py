@@ -1,4 +1,5 @@
-"""What the server holds for its lifetime, handed to tools through the lifespan context."""
+"""What a purgewarden process holds for its lifetime (whatever its sessions), handed to tools through the
+lifespan context."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from purgewarden.config import Settings
 from purgewarden.safety.audit import AuditLog
 from purgewarden.safety.plans import Confirmations
 from purgewarden.safety.redact import Redactor
+from purgewarden.safety.runs import Runs
 
 if TYPE_CHECKING:
     from purgewarden.clients.base import ServiceClient
@@ -26,6 +28,7 @@ class AppState:
     redactor: Redactor
     audit: AuditLog
     confirmations: Confirmations
+    runs: Runs
     katapult: KatapultClient | None = None
     vault: VaultClient | None = None
     cocoon: CocoonClient | None = None

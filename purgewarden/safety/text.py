@@ -12,6 +12,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -107,6 +108,11 @@ class OutcomeOutput(ToolOutput):
     accounting: dict[str, int] = Field(
         default_factory=dict, description="Approved items carried_out, not_carried_out, unknown"
     )
+    state: Literal["finished", "running"] = Field(
+        "finished",
+        description="running: the run goes on in the server; only accounting is meaningful until it ends",
+    )
+    run_id: str = Field("", description="For purgewarden_get_run and purgewarden_cancel_run")
 
     def render(self) -> str:
         return "\n".join([self.summary, *self.notes])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import json
 import logging
@@ -11,16 +13,22 @@ from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.request_state import RequestStateSecurity
 from pydantic import SecretStr
 
 from purgewarden import __version__
 from purgewarden.clients.base import RetryPolicy
 from purgewarden.config import Service, Settings
 from purgewarden.safety.audit import AuditLog
+from purgewarden.safety.kernel import Operation
 from purgewarden.safety.plans import Confirmations
 from purgewarden.safety.redact import Redactor
-from purgewarden.safety.registry import ToolSpec, instrumented
+from purgewarden.safety.registry import Toolset, ToolSpec, instrumented
+from purgewarden.safety.runs import RUN_URI, Runs
 from purgewarden.safety.state import AppState
+from purgewarden.store import open_store
+from purgewarden.tools.runs import run_resource
+from purgewarden.tools.runs import toolset as runs_toolset
 
 logger = logging.getLogger("purgewarden")
 
@@ -42,46 +50,103 @@ def configured_services(settings: Settings) -> list[Service]:
     return [service for service in settings.toolsets if present[service]]
 
 
+def served_toolsets(settings: Settings) -> list[Toolset]:
+    """The configured services' toolsets, and the runs' tools wherever a destructive tool is served."""
+    toolsets = [
+        importlib.import_module(f"purgewarden.tools.{s}").toolset for s in configured_services(settings)
+    ]
+    destroys = not settings.read_only and any(toolset.operations for toolset in toolsets)
+    return [*toolsets, runs_toolset] if destroys else toolsets
+
+
 def served_tools(settings: Settings) -> list[ToolSpec]:
-    specs: list[ToolSpec] = []
-    for service in configured_services(settings):
-        module = importlib.import_module(f"purgewarden.tools.{service}")
-        specs.extend(module.toolset.specs)
+    specs = [spec for toolset in served_toolsets(settings) for spec in toolset.specs]
     if settings.read_only:
         specs = [spec for spec in specs if spec.annotations.read_only_hint]
     return specs
 
 
-def create_app(settings: Settings | None = None) -> MCPServer[AppState]:
-    """The purgewarden MCP server for these settings (from the environment when omitted)."""
-    settings = settings or Settings.from_env()
-    specs = served_tools(settings)
+class Lifetime:
+    """What one purgewarden process holds whatever the number of sessions: clients, audit log, store and
+    the runs it carries out. Streamable HTTP enters the lifespan once, SSE once per connection, so the
+    first to enter opens it and it stays open until that one leaves (`http_app` holds it for the app)."""
+
+    def __init__(self, settings: Settings, operations: list[Operation[Any, Any, Any, Any]]) -> None:
+        self.settings = settings
+        self.operations = operations
+        self.state: AppState | None = None
 
     @asynccontextmanager
-    async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+    async def serving(self) -> AsyncIterator[AppState]:
+        if self.state is not None:
+            yield self.state
+            return
+        settings = self.settings
         redactor = Redactor(settings.secrets())
-        audit = AuditLog(settings.audit_log, redactor)
-        key = settings.secret.get_secret_value().encode() if settings.secret else None
-        confirmations = Confirmations(key, settings.confirmation_ttl)
+        store = open_store(settings.store_url, settings.state_dir)
+        runs = Runs(store)
         state = AppState(
             settings=settings,
             redactor=redactor,
-            audit=audit,
-            confirmations=confirmations,
+            audit=AuditLog(settings.audit_log, redactor),
+            confirmations=Confirmations(store, settings.confirmation_ttl),
+            runs=runs,
         )
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(store.close)
             _open_clients(state, stack)
-            stack.callback(audit.close)
+            stack.callback(state.audit.close)
+            for op in self.operations:
+                runs.resumers[op.tool] = functools.partial(op.resume, state)
+            await stack.enter_async_context(runs.serving())
+            self.state = state
+            try:
+                yield state
+            finally:
+                self.state = None
+
+
+class PurgewardenServer(MCPServer[AppState]):
+    lifetime: Lifetime
+
+
+def request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """Replicas sharing PURGEWARDEN_SECRET share the keys that seal elicitation state (2026-07-28), so the
+    answer to a question may come back to any of them; without it, a key per process."""
+    if settings.secret is None:
+        return None
+    key = hashlib.sha256(
+        b"purgewarden request state\0" + settings.secret.get_secret_value().encode()
+    ).digest()
+    return RequestStateSecurity(keys=[key])
+
+
+def create_app(settings: Settings | None = None) -> PurgewardenServer:
+    """The purgewarden MCP server for these settings (from the environment when omitted)."""
+    settings = settings or Settings.from_env()
+    toolsets = served_toolsets(settings)
+    specs = served_tools(settings)
+    lifetime = Lifetime(settings, [op for toolset in toolsets for op in toolset.operations])
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        async with lifetime.serving() as state:
             yield state
 
-    return MCPServer(
+    server = PurgewardenServer(
         "purgewarden",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
         tools=[_tool(spec) for spec in specs],
+        request_state_security=request_state_security(settings),
     )
+    server.lifetime = lifetime
+    server.resource(RUN_URI, name="run", title="A purgewarden run", mime_type="application/json")(
+        run_resource
+    )
+    return server
 
 
 def _tool(spec: ToolSpec) -> Tool:
@@ -104,6 +169,10 @@ def _tool(spec: ToolSpec) -> Tool:
     return tool
 
 
+SCHEMA_KINDS = ("type", "enum", "anyOf")
+"""A dict with one of these (a string or a list) is a schema, whose `default` is a keyword, not a property."""
+
+
 def _compact(schema: object, drop: set[str], inputs: bool) -> None:
     """Remove annotation keywords and spelled-out defaults in place, and shorten null unions.
 
@@ -115,6 +184,17 @@ def _compact(schema: object, drop: set[str], inputs: bool) -> None:
     if isinstance(schema, dict):
         for key in [k for k in drop if isinstance(schema.get(k), str)]:
             del schema[key]
+        if (
+            not inputs
+            and "default" in schema
+            and any(isinstance(schema.get(k), (str, list)) for k in SCHEMA_KINDS)
+        ):
+            del schema["default"]  # what the server fills in when it has nothing to say: no use to a reader
+        enum = schema.get("enum")
+        if not inputs and schema.get("type") == "string" and isinstance(enum, list):
+            del schema[
+                "type"
+            ]  # implied by an enum of strings (inputs keep it: some clients read only `type`)
         # JSON Schema's defaults, spelled out for `dict[str, Any]` and `list[Any]`: saying them changes nothing.
         if schema.get("type") == "object" and schema.get("additionalProperties") is True:
             del schema["additionalProperties"]

@@ -12,13 +12,12 @@ import logging
 import sys
 from typing import Literal
 
-from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from purgewarden.config import Settings
 from purgewarden.safety.redact import RedactingFilter, Redactor
-from purgewarden.server.app import create_app
+from purgewarden.server.app import Lifetime, PurgewardenServer, create_app
 
 Transport = Literal["stdio", "streamable-http", "sse"]
 
@@ -69,8 +68,24 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class HoldingLifetime:
+    """Keeps the process's lifetime (store, clients, runs) open for the whole life of the ASGI app: SSE
+    enters the server's lifespan once per connection, and a run must outlive the connection that started it."""
+
+    def __init__(self, app: ASGIApp, lifetime: Lifetime) -> None:
+        self.app = app
+        self.lifetime = lifetime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        async with self.lifetime.serving():
+            await self.app(scope, receive, send)
+
+
 def http_app(
-    server: MCPServer[object], settings: Settings, transport: Transport, host: str, port: int
+    server: PurgewardenServer, settings: Settings, transport: Transport, host: str, port: int
 ) -> ASGIApp:
     if not is_loopback(host) and settings.http_token is None:
         raise BindRefused(
@@ -91,7 +106,7 @@ def http_app(
         app = server.streamable_http_app(transport_security=security, host=host)
     if settings.http_token is not None:
         app = BearerAuth(app, settings.http_token.get_secret_value())
-    return app
+    return HoldingLifetime(app, server.lifetime)
 
 
 async def serve(
@@ -103,7 +118,7 @@ async def serve(
         return
     import uvicorn  # only HTTP needs it: stdio start-up stays lean
 
-    app = http_app(server, settings, transport, host, port)  # type: ignore[arg-type]
+    app = http_app(server, settings, transport, host, port)
     logging.getLogger("purgewarden").warning(
         "serving MCP over %s at http://%s:%d%s",
         transport,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
@@ -95,9 +94,11 @@ class EmptyRecycleBinPlan(PlanOutput):
 
 class EmptyRecycleBinOutcome(OutcomeOutput):
     organisation_id: str
-    deleted: list[DeletedItem] = Field(description=f"Up to {SAMPLE_SIZE} of the deleted items, largest first")
+    deleted: list[DeletedItem] = Field(
+        default_factory=list, description=f"Up to {SAMPLE_SIZE} of the deleted items, largest first"
+    )
     remaining: int = Field(
-        description="Items still in the bin afterwards (added after the check, or not deleted)"
+        0, description="Items still in the bin afterwards (added after the check, or not deleted)"
     )
 
 
@@ -238,7 +239,8 @@ class EmptyRecycleBin(Operation[EmptyRecycleBinInput, Bin, EmptyRecycleBinPlan, 
             )
         await run.call.progress(0, 1, "emptying the recycle bin")
         failure: ApiError | None = None
-        with anyio.CancelScope(shield=True):  # once sent, the answer is worth waiting for
+        await run.between_requests()
+        async with run.sending("empty the recycle bin", ids=[i.id for i in before]):
             try:
                 await client.empty_recycle_bin(org)
             except ApiError as error:

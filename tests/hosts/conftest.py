@@ -40,7 +40,7 @@ def server_env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
     Stdio clients pass only a few variables to the child, so what uv needs to reach the package index
     (its own settings, the CA bundle) is passed on for the launchers that install.
     """
-    env = {**sandbox.server_environment(), "PURGEWARDEN_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
+    env = {**sandbox.server_environment(), "PURGEWARDEN_STATE_DIR": str(tmp_path)}
     passed_on = {"SSL_CERT_FILE", "SSL_CERT_DIR", "XDG_CACHE_HOME"}
     env.update({k: v for k, v in os.environ.items() if k in passed_on or k.startswith("UV_")})
     return env

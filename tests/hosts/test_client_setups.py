@@ -139,7 +139,7 @@ async def test_documented_command_starts_the_server(setup: Setup, server_env: di
     assert setup.command[0] in ("uvx", "purgewarden", "python"), "launch with the documented tools"
     assert "serve" in setup.command
     names = await tool_names_over_stdio(launch(setup, server_env))
-    assert len(names) == (13 if setup.read_only else 18)
+    assert len(names) == (13 if setup.read_only else 20)
 
 
 async def test_read_only_variant_serves_no_destructive_tool(server_env: dict[str, str]) -> None:

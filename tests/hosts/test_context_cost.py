@@ -1,6 +1,6 @@
 """Context cost: every tool's definition lands in the model's context, so `tools/list` has a budget.
 
-24 KB of JSON is about 6,000 tokens for all 18 tools together (descriptions, input and output schemas).
+26 KB of JSON is about 6,500 tokens for all 20 tools together (descriptions, input and output schemas).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from mcp import Client
 
 from tests.hosts.support import FIGURES
 
-BUDGET = 24 * 1024
+BUDGET = 26 * 1024
 
 
 async def test_tools_list_stays_within_its_context_budget(mcp: Client) -> None:
@@ -23,7 +23,7 @@ async def test_tools_list_stays_within_its_context_budget(mcp: Client) -> None:
         ),
         reverse=True,
     )
-    assert len(listed.tools) == 18
+    assert len(listed.tools) == 20
     assert size < BUDGET, f"tools/list is {size:,} bytes, over {BUDGET:,}; largest tools: " + ", ".join(
         f"{name} {n:,}" for n, name in largest[:5]
     )

@@ -49,7 +49,7 @@ async def test_wheel_installed_in_a_fresh_venv_serves_every_tool(
     names = await tool_names_over_stdio(
         StdioServerParameters(command=str(script), args=["serve"], env=server_env)
     )
-    assert len(names) == 18
+    assert len(names) == 20
 
 
 async def test_uvx_from_the_wheel_serves_every_tool(wheel: Path, server_env: dict[str, str]) -> None:
@@ -59,20 +59,20 @@ async def test_uvx_from_the_wheel_serves_every_tool(wheel: Path, server_env: dic
         args=["tool", "run", "--quiet", "--from", str(wheel), "purgewarden", "serve"],
         env=server_env,
     )
-    assert len(await tool_names_over_stdio(params)) == 18
+    assert len(await tool_names_over_stdio(params)) == 20
 
 
 async def test_python_dash_m_serves_every_tool(server_env: dict[str, str]) -> None:
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "purgewarden", "serve"], env=server_env
     )
-    assert len(await tool_names_over_stdio(params)) == 18
+    assert len(await tool_names_over_stdio(params)) == 20
 
 
 async def test_sandbox_flag_needs_no_environment(tmp_path: Path) -> None:
     """`purgewarden serve --sandbox`, the docs' first try, starts with demo credentials and nothing else."""
-    env = {"PURGEWARDEN_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
+    env = {"PURGEWARDEN_STATE_DIR": str(tmp_path)}
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "purgewarden", "serve", "--sandbox"], env=env
     )
-    assert len(await tool_names_over_stdio(params)) == 18
+    assert len(await tool_names_over_stdio(params)) == 20

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,7 +58,9 @@ def sandbox_values(sandbox: Sandbox) -> dict[str, str | bool]:
 
 
 async def tools_for(env: dict[str, str], tmp_audit: str) -> list[Tool]:
-    settings = Settings.from_env({**env, "PURGEWARDEN_AUDIT_LOG": tmp_audit})
+    settings = Settings.from_env(
+        {**env, "PURGEWARDEN_AUDIT_LOG": tmp_audit, "PURGEWARDEN_STATE_DIR": str(Path(tmp_audit).parent)}
+    )
     async with Client(create_app(settings)) as client:
         return (await client.list_tools()).tools
 
@@ -66,7 +69,7 @@ async def test_manifest_names_exactly_the_tools_the_server_lists(listed_tools: l
     names = [tool["name"] for tool in MANIFEST["tools"]]
     assert len(names) == len(set(names)), "a tool is listed twice in manifest.json"
     assert sorted(names) == sorted(tool.name for tool in listed_tools)
-    assert len(names) == 18
+    assert len(names) == 20
     assert all(tool.get("description") for tool in MANIFEST["tools"])
 
 
@@ -118,7 +121,7 @@ async def test_configured_bundle_serves_every_tool(sandbox: Sandbox, tmp_path: A
     env = host_env(sandbox_values(sandbox))
     assert not any("${" in value for value in env.values())
     tools = await tools_for(env, str(tmp_path / "audit.jsonl"))
-    assert len(tools) == 18
+    assert len(tools) == 20
 
 
 async def test_read_only_switch_removes_every_destructive_tool(sandbox: Sandbox, tmp_path: Any) -> None:

@@ -35,7 +35,7 @@ def snap_path(name: str) -> Path:
 
 async def test_every_tool_matches_its_snapshot(listed_tools: list[Tool]) -> None:
     current = {tool.name: snapshot(tool) for tool in listed_tools}
-    assert len(current) == 18, "the fixture serves all three services"
+    assert len(current) == 20, "the fixture serves all three services"
     if os.environ.get("UPDATE_TOOLSNAPS"):
         SNAPS.mkdir(exist_ok=True)
         for stale in set(SNAPS.glob("*.snap")) - {snap_path(name) for name in current}:

@@ -38,7 +38,7 @@ ALEX_BIN = {
     "756120044395401218",
     FOLDER_ARCHIVE,
 }
-TOKEN_IN_MESSAGE = re.compile(r'confirm="(pwc1\.[^"]+)"')
+TOKEN_IN_MESSAGE = re.compile(r'confirm="(pwc_[^"]+)"')
 
 
 def world(sandbox: Sandbox) -> dict[str, Any]:

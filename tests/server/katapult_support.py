@@ -45,7 +45,7 @@ ACME_TRASH_TYPES = {
     "IPAddress": 1,
     "SecurityGroup": 1,
 }
-TOKEN_IN_MESSAGE = re.compile(r'confirm="(pwc1\.[^"]+)"')
+TOKEN_IN_MESSAGE = re.compile(r'confirm="(pwc_[^"]+)"')
 
 
 def admin(sandbox: Sandbox) -> ApiToken:

@@ -35,6 +35,7 @@ from tests.server.cocoon_support import (
     text,
     world,
 )
+from tests.server.support import RUN_TOOLS
 
 # Module-level: the conftest adds the anyio marker after parametrization, which anyio would undo.
 pytestmark = pytest.mark.anyio
@@ -55,7 +56,7 @@ def connect(connect: Connect) -> Connect:
 
 async def test_lists_the_three_tools_with_their_annotations_and_schemas(mcp: Client) -> None:
     tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
-    assert set(tools) == {LIST, PREVIEW, EMPTY}
+    assert set(tools) == {LIST, PREVIEW, EMPTY, *RUN_TOOLS}
     for name in (LIST, PREVIEW):
         hints = tools[name].annotations
         assert hints is not None
@@ -230,7 +231,7 @@ async def test_preview_counts_what_would_go_and_warns(mcp: Client, sandbox: Sand
     warnings = " ".join(preview["warnings"])
     assert "3 items shared" in warnings
     assert "1 item would be purged automatically" in warnings
-    assert preview["confirmation_token"].startswith("pwc1.")
+    assert preview["confirmation_token"].startswith("pwc_")
     assert preview["expires_at"]
     sizes = [item["size_bytes"] for item in preview["sample"]]
     assert sizes == sorted(sizes, reverse=True)

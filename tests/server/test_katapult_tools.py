@@ -40,6 +40,7 @@ from tests.server.katapult_support import (
     trash_ids,
     world,
 )
+from tests.server.support import RUN_TOOLS
 
 # Module-level: the conftest adds the anyio marker after parametrization, which anyio would undo.
 pytestmark = pytest.mark.anyio
@@ -71,7 +72,7 @@ def recorder() -> tuple[Progress, Any]:
 
 async def test_lists_the_tools_with_their_annotations_and_schemas(mcp: Client) -> None:
     tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
-    assert set(tools) == ALL_TOOLS
+    assert set(tools) == ALL_TOOLS | RUN_TOOLS
     for name in READ_TOOLS:
         hints = tools[name].annotations
         assert hints is not None
@@ -327,7 +328,7 @@ async def test_preview_purge_counts_and_samples_the_trash(
         'from the trash of Katapult organization "acme"; they can no longer be restored.'
     )
     assert plan["warnings"] == []
-    assert plan["confirmation_token"].startswith("pwc1.")
+    assert plan["confirmation_token"].startswith("pwc_")
     assert plan["expires_at"]
     assert plan["confirmation_token"] in text(result)
     assert world(sandbox) == before

@@ -118,12 +118,12 @@ def refused(message: str, settings: Settings, reason: str, op: Operation) -> Non
     [
         (lambda token: "", "missing_token", "needs a confirmation token"),
         (lambda token: "   ", "missing_token", "needs a confirmation token"),
-        (lambda token: "yes, the user approved", "invalid_token", "malformed"),
-        (lambda token: token + "x", "invalid_token", "altered"),
-        (lambda token: flip(token, 1), "invalid_token", "altered"),
-        (lambda token: flip(token, 2), "invalid_token", "altered"),
+        (lambda token: "yes, the user approved", "invalid_token", "unknown here"),
+        (lambda token: token + "x", "invalid_token", "unknown here"),
+        (lambda token: flip(token, 16), "invalid_token", "unknown here"),
+        (lambda token: flip(token, 1), "invalid_token", "unknown here"),
     ],
-    ids=["empty", "blank", "garbage", "extended", "payload-flipped", "signature-flipped"],
+    ids=["empty", "blank", "garbage", "extended", "middle-changed", "end-changed"],
 )
 async def test_a_bad_token_is_refused(
     mcp: Client, sandbox: Sandbox, settings: Settings, op: Operation, forge: Any, reason: str, words: str
@@ -218,13 +218,13 @@ async def test_a_token_issued_under_another_credential_is_refused(
 
 
 @each_operation
-async def test_a_token_from_a_server_with_another_secret_is_refused(
+async def test_a_token_from_a_server_with_another_store_is_refused(
     connect: Connect, sandbox: Sandbox, settings: Settings, op: Operation
 ) -> None:
-    async with connect(secret=SecretStr("one")) as first:
+    async with connect(state_dir=settings.state_dir / "elsewhere") as first:
         token = (await plan(first, op))["confirmation_token"]
     before = world(sandbox)
-    async with connect(secret=SecretStr("another")) as second:
+    async with connect() as second:
         message = error(await second.call_tool(op.tool, {**op.arguments, "confirm": token}))
     assert "not issued by this server" in message
     refused(message, settings, "invalid_token", op)

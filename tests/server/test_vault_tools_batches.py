@@ -13,6 +13,7 @@ from purgewarden.config import Settings
 from purgewarden.sandbox import Fault, Sandbox
 from purgewarden.sandbox.vault import DEMO_API_KEY
 from purgewarden.sandbox.vault.store import ApiKey, Capability
+from tests.server.support import CANCEL_RUN, ended_run
 from tests.server.vault_support import (
     ACTIVE_CUSTOMERS,
     DELETE,
@@ -402,33 +403,24 @@ async def test_a_refusal_before_anything_was_deleted_is_an_error(mcp: Client, sa
     assert ids_in(sandbox, "customers", "active") == set(ACTIVE_CUSTOMERS)
 
 
-async def test_cancelling_stops_between_batches_and_audits_exact_counts(
+async def test_cancelling_a_run_stops_between_batches_with_exact_counts(
     connect: Connect, sandbox: Sandbox, settings: Settings
 ) -> None:
     archived_leads(sandbox, 8_000)
-    async with connect(vault_delete_concurrency=2) as client:
+    async with connect(vault_delete_concurrency=2, follow_seconds=0.3) as client:
         plan = await preview(client, **LEADS)
         sandbox.inject("vault", Fault(method="DELETE", path="bulk", latency=0.2, times=None))
-        async with anyio.create_task_group() as group:
-
-            async def cancel_on_progress(done: float, total: float | None, message: str | None) -> None:
-                group.cancel_scope.cancel()
-
-            group.start_soon(
-                lambda: client.call_tool(
-                    DELETE,
-                    {**LEADS, "confirm": plan["confirmation_token"]},
-                    progress_callback=cancel_on_progress,
-                )
-            )
-        await until(lambda: any(line["event"] == "cancelled" for line in audit_lines(settings.audit_log)))
-    cancelled = next(line for line in audit_lines(settings.audit_log) if line["event"] == "cancelled")
+        started = ok(await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]}))
+        assert started["state"] == "running"
+        ok(await client.call_tool(CANCEL_RUN, {"run_id": started["run_id"]}))
+        run = await ended_run(client, started["run_id"])
     left = len(ids_in(sandbox, "leads", "archived"))
-    accounting = cancelled["accounting"]
-    assert accounting["carried_out"] == 8_000 - left
-    assert accounting["carried_out"] % 1_000 == 0
-    assert 0 < accounting["carried_out"] < 8_000
-    assert accounting == {"carried_out": 8_000 - left, "not_carried_out": left, "unknown": 0}
+    assert run["state"] == "cancelled"
+    assert 0 < 8_000 - left < 8_000
+    assert (8_000 - left) % 1_000 == 0  # whole batches: the ones sent finished, no other started
+    assert run["accounting"] == {"carried_out": 8_000 - left, "not_carried_out": left, "unknown": 0}
+    cancelled = [line for line in audit_lines(settings.audit_log) if line["event"] == "cancelled"]
+    assert [line["accounting"] for line in cancelled] == [run["accounting"]]
     assert not any(line["event"] == "outcome" for line in audit_lines(settings.audit_log))
 
 

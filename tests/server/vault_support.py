@@ -33,7 +33,7 @@ PRUNE = "vault_prune_archived"
 READ_TOOLS = {COLLECTIONS, COUNT, LIST, PREVIEW_DELETE, PREVIEW_PRUNE}
 ALL_TOOLS = READ_TOOLS | {DELETE, PRUNE}
 
-TOKEN_IN_MESSAGE = re.compile(r'confirm="(pwc1\.[^"]+)"')
+TOKEN_IN_MESSAGE = re.compile(r'confirm="(pwc_[^"]+)"')
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 # The demo: customers 0-39 active, 40-49 archived 45 days ago, 50-54 archived 3 days ago.

@@ -24,6 +24,7 @@ def server_env(sandbox: Sandbox, tmp_path: os.PathLike[str]) -> dict[str, str]:
         "HOME": os.environ.get("HOME", ""),
         **sandbox.server_environment(),
         "PURGEWARDEN_AUDIT_LOG": str(tmp_path) + "/audit.jsonl",
+        "PURGEWARDEN_STATE_DIR": str(tmp_path),
         "PURGEWARDEN_LOG_LEVEL": "INFO",
     }
 

@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from purgewarden.sandbox import Sandbox, cocoon
 from tests.transports.conftest import SERVER_SECRETS_ENV, HttpServer
 
-ALL_TOOLS = 18
+ALL_TOOLS = 20
 
 
 def demo_bin_size(sandbox: Sandbox) -> int:

@@ -1,21 +1,35 @@
 """Confirmation tokens and plan comparison, without a server: every binding `check` verifies, single use
-under contention, and how a re-read state compares with the plan."""
+under contention (in one process and across two stores sharing one SQLite file), reservations for a
+question, and how a re-read state compares with the plan."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from purgewarden.safety.plans import Claims, Confirmations, Refusal, Snapshot, canonical, compare
+from purgewarden.safety.plans import (
+    TOKEN_SHAPE,
+    Claims,
+    Confirmations,
+    Refusal,
+    Snapshot,
+    canonical,
+    compare,
+    store_key,
+)
+from purgewarden.store.sqlite import SqliteStore
 
 TOOL = "cocoon_empty_recycle_bin"
 PREVIEW = "cocoon_preview_empty_recycle_bin"
 ARGS = {"organisation_id": "749418071827214336"}
 CREDENTIAL = "fp-alex"
-SNAPSHOT = Snapshot(totals={"items": 3, "bytes": 300}, members=frozenset({"a", "b", "c"}))
+SNAPSHOT = Snapshot(totals={"items": 3, "bytes": 300}, members=frozenset({"c", "a", "b"}))
+TTL = 300.0
 
 
 class FakeClock:
@@ -26,292 +40,504 @@ class FakeClock:
         return self.now
 
 
-def confirmations(
-    clock: Callable[[], float] | None = None, key: bytes = b"key", ttl: float = 300
-) -> Confirmations:
-    return Confirmations(key, ttl, clock or FakeClock())
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "purgewarden.db"
 
 
-def check(store: Confirmations, token: str, **overrides: Any) -> Claims:
+@pytest.fixture
+async def open_store(db: Path) -> AsyncIterator[Callable[[], SqliteStore]]:
+    """`open_store()`: another SqliteStore (its own connection) on the same file; all closed after."""
+    opened: list[SqliteStore] = []
+
+    def new() -> SqliteStore:
+        opened.append(SqliteStore(db))
+        return opened[-1]
+
+    yield new
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def confirmations(open_store: Callable[[], SqliteStore], clock: FakeClock) -> Confirmations:
+    return Confirmations(open_store(), TTL, clock)
+
+
+async def check(confirmations: Confirmations, token: str, **overrides: Any) -> Claims:
     binding: dict[str, Any] = {
         "tool": TOOL,
         "preview_tool": PREVIEW,
         "arguments": ARGS,
         "credential": CREDENTIAL,
     }
-    return store.check(token, **{**binding, **overrides})
+    return await confirmations.check(token, **{**binding, **overrides})
 
 
-def refusal(store: Confirmations, token: str, **overrides: Any) -> Refusal:
+async def refusal(confirmations: Confirmations, token: str, **overrides: Any) -> Refusal:
     with pytest.raises(Refusal) as raised:
-        check(store, token, **overrides)
+        await check(confirmations, token, **overrides)
     return raised.value
 
 
-def issue(store: Confirmations, snapshot: Snapshot = SNAPSHOT, arguments: dict[str, Any] = ARGS) -> str:
-    return store.issue(TOOL, arguments, CREDENTIAL, snapshot, "Delete 3 items.", 3).token
+async def issue(
+    confirmations: Confirmations,
+    snapshot: Snapshot = SNAPSHOT,
+    arguments: dict[str, Any] = ARGS,
+    principal: str | None = None,
+) -> str:
+    issued = await confirmations.issue(
+        TOOL, arguments, CREDENTIAL, snapshot, "Delete 3 items.", 3, principal=principal
+    )
+    return issued.token
+
+
+async def consume_refusal(confirmations: Confirmations, claims: Claims) -> Refusal:
+    with pytest.raises(Refusal) as raised:
+        await confirmations.consume(claims)
+    return raised.value
+
+
+# --- the token -------------------------------------------------------------------------------------
+
+
+async def test_a_token_is_a_short_random_handle(confirmations: Confirmations) -> None:
+    tokens = [await issue(confirmations) for _ in range(20)]
+    for token in tokens:
+        assert TOKEN_SHAPE.fullmatch(token), token
+        assert token.startswith("pwc_")
+        assert len(token) <= 40
+    assert len(set(tokens)) == len(tokens)  # the same plan twice still gets two tokens
+
+
+async def test_the_store_holds_a_digest_of_the_token_never_the_token(
+    confirmations: Confirmations, db: Path
+) -> None:
+    token = await issue(confirmations)
+    written = b"".join(f.read_bytes() for f in sorted(db.parent.iterdir()) if f.name.startswith(db.name))
+    assert store_key(token).encode() in written  # these are the store's bytes (WAL included)...
+    assert token.encode() not in written  # ...and the token is not among them
+    assert token[4:].encode() not in written
+    slot = await confirmations.store.get_plan(store_key(token))
+    assert slot is not None
+    assert "key" not in json.loads(slot.body)
+    # Whoever reads the store holds the key, which is not a token.
+    assert (await refusal(confirmations, store_key(token))).reason == "invalid_token"
+
+
+async def test_the_expiry_is_reported_in_utc(confirmations: Confirmations, clock: FakeClock) -> None:
+    issued = await confirmations.issue(TOOL, ARGS, CREDENTIAL, SNAPSHOT, "s", 3)
+    assert issued.expires_at == "1970-01-12T13:51:40+00:00"  # 1_000_000 + 300 s
 
 
 # --- check: every binding ------------------------------------------------------------------------
 
 
-def test_an_authentic_token_checks_out_with_its_claims() -> None:
-    store = confirmations()
-    token = issue(store)
-    assert len(token) > 0
-    claims = check(store, token)
+async def test_an_issued_token_checks_out_with_its_plan(confirmations: Confirmations) -> None:
+    token = await confirmations.issue(
+        TOOL, ARGS, CREDENTIAL, SNAPSHOT, "Delete 3 items.", 3, principal="alice"
+    )
+    claims = await check(confirmations, token.token, principal="alice")
     assert claims.tool == TOOL
     assert claims.credential == CREDENTIAL
+    assert claims.principal == "alice"
     assert claims.args == canonical(ARGS)
     assert claims.state == SNAPSHOT.digest
     assert claims.size == 3
-    assert "bytes" not in claims.model_dump_json()  # the totals stay on the server
     assert claims.summary == "Delete 3 items."
+    assert claims.totals == {"items": 3, "bytes": 300}
+    assert claims.members == ["a", "b", "c"]
+    assert claims.expires == 1_000_000.0 + TTL
+    assert claims.key == store_key(token.token)
+    assert claims.snapshot == SNAPSHOT
 
 
-def test_surrounding_whitespace_is_tolerated() -> None:
-    store = confirmations()
-    token = issue(store)
-    assert check(store, f"  {token}\n").nonce == check(store, token).nonce
+async def test_surrounding_whitespace_is_tolerated(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
+    assert (await check(confirmations, f"  {token}\n")).key == store_key(token)
+    assert (await check(confirmations, f"\t{token} ")).key == (await check(confirmations, token)).key
 
 
-def test_argument_order_does_not_matter() -> None:
-    store = confirmations()
-    token = store.issue(TOOL, {"a": 1, "b": 2}, CREDENTIAL, SNAPSHOT, "s", 3).token
-    check(store, token, arguments={"b": 2, "a": 1})
+async def test_argument_order_does_not_matter(confirmations: Confirmations) -> None:
+    token = await issue(confirmations, arguments={"a": 1, "b": 2})
+    await check(confirmations, token, arguments={"b": 2, "a": 1})
+    assert (await refusal(confirmations, token, arguments={"a": 2, "b": 1})).reason == "wrong_arguments"
+
+
+def one_character_changed(token: str) -> str:
+    return token[:-1] + ("A" if token[-1] != "A" else "B")
 
 
 @pytest.mark.parametrize(
     ("forge", "reason"),
     [
         (lambda t: "", "missing_token"),
-        (lambda t: "  ", "missing_token"),
+        (lambda t: "  \n", "missing_token"),
         (lambda t: "the user said yes", "invalid_token"),
+        (lambda t: "pwc_" + "A" * 32, "invalid_token"),
+        (one_character_changed, "invalid_token"),
+        (lambda t: t[:10] + t[11:], "invalid_token"),
         (lambda t: t + "A", "invalid_token"),
-        (lambda t: t.replace("pwc1.", "pwc0.", 1), "invalid_token"),
-        (lambda t: t.rsplit(".", 1)[0] + ".AAAA", "invalid_token"),
-        (lambda t: ".".join(t.split(".")[:2]), "invalid_token"),
+        (lambda t: "pwd_" + t[4:], "invalid_token"),
+        (lambda t: t[4:], "invalid_token"),
+        (lambda t: "pwc1.eyJ0b29sIjoiY29jb29uX2VtcHR5In0.c2lnbmF0dXJlc2lnbmF0dXJl", "invalid_token"),
     ],
-    ids=["empty", "blank", "garbage", "extended", "prefix", "signature", "unsigned"],
+    ids=[
+        "empty",
+        "blank",
+        "garbage",
+        "never-issued",
+        "one-character-changed",
+        "one-character-dropped",
+        "extended",
+        "other-prefix",
+        "no-prefix",
+        "old-hmac-format",
+    ],
 )
-def test_a_token_that_is_not_authentic_is_refused(forge: Callable[[str], str], reason: str) -> None:
-    store = confirmations()
-    token = issue(store)
-    problem = refusal(store, forge(token))
+async def test_a_token_that_was_not_issued_is_refused(
+    confirmations: Confirmations, forge: Callable[[str], str], reason: str
+) -> None:
+    token = await issue(confirmations)
+    forged = forge(token)
+    assert forged.strip() != token
+    problem = await refusal(confirmations, forged)
     assert problem.reason == reason
     assert f"Call {PREVIEW}" in str(problem)
+    if reason == "invalid_token":
+        assert "unknown here" in str(problem)
+    await check(confirmations, token)  # the real one is untouched
 
 
-def test_a_token_signed_with_another_key_is_refused() -> None:
-    token = issue(confirmations(key=b"one"))
-    problem = refusal(confirmations(key=b"two"), token)
-    assert problem.reason == "invalid_token"
-    assert "not issued by this server" in str(problem)
-
-
-def test_a_token_signed_with_the_same_key_works_on_a_replica() -> None:
-    token = issue(confirmations(key=b"shared"))
-    check(confirmations(key=b"shared"), token)
-
-
-def test_a_token_with_a_rewritten_payload_is_refused() -> None:
-    # Re-encode the claims with another tool: the signature no longer matches.
-    import base64
-
-    store = confirmations()
-    token = issue(store)
-    prefix, _payload, signature = token.split(".")
-    claims = store.peek(token)
-    assert claims is not None
-    forged = claims.model_copy(update={"tool": "katapult_purge_all_trash_objects"}).model_dump_json().encode()
-    forged_payload = base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
-    assert refusal(store, f"{prefix}.{forged_payload}.{signature}").reason == "invalid_token"
-
-
-def test_an_expired_token_is_refused() -> None:
-    clock = FakeClock()
-    store = confirmations(clock, ttl=60)
-    token = issue(store)
-    clock.now += 59.9
-    check(store, token)
-    clock.now += 0.1
-    problem = refusal(store, token)
-    assert problem.reason == "expired_token"
-    assert "expired" in str(problem)
-    assert "tokens last 60 s" in str(problem)
-
-
-def test_a_token_for_another_tool_is_refused() -> None:
-    store = confirmations()
-    token = issue(store)
-    problem = refusal(store, token, tool="vault_delete_objects", preview_tool="vault_preview_delete_objects")
+async def test_a_token_for_another_tool_is_refused(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
+    problem = await refusal(
+        confirmations, token, tool="vault_delete_objects", preview_tool="vault_preview_delete_objects"
+    )
     assert problem.reason == "wrong_tool"
     assert f"issued for {TOOL}, not vault_delete_objects" in str(problem)
     assert "Call vault_preview_delete_objects" in str(problem)
 
 
-def test_a_token_for_other_arguments_is_refused() -> None:
-    store = confirmations()
-    token = issue(store)
-    problem = refusal(store, token, arguments={"organisation_id": "749500433215799296"})
+async def test_a_token_for_other_arguments_is_refused(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
+    problem = await refusal(confirmations, token, arguments={"organisation_id": "749500433215799296"})
     assert problem.reason == "wrong_arguments"
-    assert refusal(store, token, arguments={**ARGS, "extra": None}).reason == "wrong_arguments"
-    assert refusal(store, token, arguments={}).reason == "wrong_arguments"
+    assert (
+        await refusal(confirmations, token, arguments={**ARGS, "extra": None})
+    ).reason == "wrong_arguments"
+    assert (await refusal(confirmations, token, arguments={})).reason == "wrong_arguments"
 
 
-def test_a_token_for_another_credential_is_refused() -> None:
-    store = confirmations()
-    token = issue(store)
-    problem = refusal(store, token, credential="fp-sam")
+async def test_a_token_for_another_credential_is_refused(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
+    problem = await refusal(confirmations, token, credential="fp-sam")
     assert problem.reason == "wrong_credential"
     assert "different API credential" in str(problem)
     assert "fp-alex" not in str(problem)
     assert "fp-sam" not in str(problem)
 
 
-def test_a_used_token_is_refused_by_check_and_by_consume() -> None:
-    store = confirmations()
-    token = issue(store)
-    claims = check(store, token)
-    store.consume(claims)
-    assert refusal(store, token).reason == "reused_token"
-    with pytest.raises(Refusal) as again:
-        store.consume(claims)
-    assert again.value.reason == "reused_token"
+async def test_a_token_for_another_principal_is_refused(confirmations: Confirmations) -> None:
+    token = await issue(confirmations, principal="alice")
+    problem = await refusal(confirmations, token, principal="mallory")
+    assert problem.reason == "wrong_principal"
+    assert "whoever previewed it" in str(problem)
+    assert "alice" not in str(problem)
+    assert (await refusal(confirmations, token)).reason == "wrong_principal"  # no caller is not alice
+    assert (await check(confirmations, token, principal="alice")).principal == "alice"
+
+
+async def test_an_anonymous_plan_is_not_confirmed_by_a_named_caller(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
+    assert (await refusal(confirmations, token, principal="alice")).reason == "wrong_principal"
+    assert (await check(confirmations, token)).principal is None
+
+
+async def test_an_expired_token_is_refused(confirmations: Confirmations, clock: FakeClock) -> None:
+    token = await issue(confirmations)
+    clock.now += TTL - 0.1
+    await check(confirmations, token)
+    clock.now += 0.1
+    problem = await refusal(confirmations, token)
+    assert problem.reason == "expired_token"
+    assert "expired 0 s ago" in str(problem)
+    assert "tokens last 300 s" in str(problem)
+    clock.now += 42
+    assert "expired 42 s ago" in str(await refusal(confirmations, token))
+
+
+async def test_a_used_token_is_refused_by_check_and_by_consume(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
+    claims = await check(confirmations, token)
+    await confirmations.consume(claims)
+    problem = await refusal(confirmations, token)
+    assert problem.reason == "reused_token"
+    assert "already used" in str(problem)
+    assert (await consume_refusal(confirmations, claims)).reason == "reused_token"
+
+
+async def test_a_used_token_is_told_used_past_its_expiry_then_forgotten(
+    confirmations: Confirmations, clock: FakeClock
+) -> None:
+    token = await issue(confirmations)
+    await confirmations.consume(await check(confirmations, token))
+    clock.now += TTL + 1
+    await issue(confirmations)  # issuing forgets plans kept past their time; this one is still kept
+    assert (await refusal(confirmations, token)).reason == "reused_token"
+    clock.now += TTL
+    await issue(confirmations)
+    assert (await refusal(confirmations, token)).reason == "invalid_token"
+
+
+async def test_an_unused_token_is_told_expired_until_forgotten(
+    confirmations: Confirmations, clock: FakeClock
+) -> None:
+    token = await issue(confirmations)
+    clock.now += 2 * TTL - 1
+    await issue(confirmations)
+    assert (await refusal(confirmations, token)).reason == "expired_token"
+    clock.now += 2
+    await issue(confirmations)
+    assert (await refusal(confirmations, token)).reason == "invalid_token"
 
 
 # --- check does not consume; consume does, exactly once ----------------------------------------------
 
 
-def test_check_does_not_consume() -> None:
-    store = confirmations()
-    token = issue(store)
+async def test_check_does_not_consume(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
     for _ in range(5):
-        claims = check(store, token)
-    assert store.consume(claims) == SNAPSHOT
+        claims = await check(confirmations, token)
+    assert await confirmations.consume(claims) == SNAPSHOT
 
 
-def test_consume_returns_the_previewed_snapshot_with_its_members_once() -> None:
-    store = confirmations()
-    claims = check(store, issue(store))
-    held = store.consume(claims)
-    assert held is not None
-    assert held.members == SNAPSHOT.members
-    assert held.digest == claims.state
+async def test_consume_returns_the_previewed_totals_and_members(confirmations: Confirmations) -> None:
+    claims = await check(confirmations, await issue(confirmations))
+    held = await confirmations.consume(claims)
+    assert dict(held.totals) == {"items": 3, "bytes": 300}
+    assert held.members == frozenset({"a", "b", "c"})
+    assert held.digest == claims.state == SNAPSHOT.digest
 
 
-def test_consume_on_a_server_that_did_not_preview_holds_no_snapshot() -> None:
-    token = issue(confirmations(key=b"shared"))
-    replica = confirmations(key=b"shared")
-    assert replica.consume(check(replica, token)) is None
-    assert refusal(replica, token).reason == "reused_token"
-
-
-def test_a_plan_without_members_is_held_too() -> None:
-    store = confirmations()
+async def test_a_plan_without_members_is_held_too(confirmations: Confirmations) -> None:
     counted = Snapshot(totals={"items": 3})
-    claims = check(store, issue(store, counted))
-    assert store.consume(claims) == counted
+    held = await confirmations.consume(await check(confirmations, await issue(confirmations, counted)))
+    assert held == counted
+    assert held.members == frozenset()
 
 
-def test_tokens_are_independent() -> None:
-    store = confirmations()
-    first, second = issue(store), issue(store)
+async def test_tokens_are_independent(confirmations: Confirmations) -> None:
+    first, second = await issue(confirmations), await issue(confirmations)
     assert first != second
-    store.consume(check(store, first))
-    check(store, second)
+    await confirmations.consume(await check(confirmations, first))
+    await check(confirmations, second)
+    assert (await refusal(confirmations, first)).reason == "reused_token"
 
 
-def test_a_used_nonce_is_forgotten_only_once_its_token_expired() -> None:
-    clock = FakeClock()
-    store = confirmations(clock, ttl=10)
-    token = issue(store)
-    claims = check(store, token)
-    store.consume(claims)
-    clock.now += 5
-    store.consume(check(store, issue(store)))  # prunes used nonces: this one has not expired
-    assert refusal(store, token).reason == "reused_token"
-    clock.now += 6
-    assert refusal(store, token).reason == "expired_token"
-
-
-@pytest.mark.parametrize("threads", [2, 16, 64])
-def test_consume_wins_exactly_once_under_contention(threads: int) -> None:
-    store = confirmations()
-    token = issue(store)
-    claims = [check(store, token) for _ in range(threads)]  # every caller checked before anyone consumed
-    start = threading.Barrier(threads)
-    won: list[Snapshot | None] = []
+async def test_consume_wins_exactly_once_among_50_concurrent_callers(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
+    claims = [await check(confirmations, token) for _ in range(50)]  # every caller checked first
+    won: list[Snapshot] = []
     lost: list[str] = []
-    record = threading.Lock()
 
-    def redeem(mine: Claims) -> None:
-        start.wait()
+    async def redeem(mine: Claims) -> None:
         try:
-            held = store.consume(mine)
+            won.append(await confirmations.consume(mine))
         except Refusal as refused:
-            with record:
-                lost.append(refused.reason)
-        else:
-            with record:
-                won.append(held)
+            lost.append(refused.reason)
 
-    workers = [threading.Thread(target=redeem, args=(c,)) for c in claims]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert len(won) == 1
-    assert won[0] == SNAPSHOT
-    assert lost == ["reused_token"] * (threads - 1)
+    async with anyio.create_task_group() as group:
+        for mine in claims:
+            group.start_soon(redeem, mine)
+    assert won == [SNAPSHOT]
+    assert lost == ["reused_token"] * 49
 
 
-def test_concurrent_checks_consume_nothing() -> None:
-    store = confirmations()
-    token = issue(store)
-    start = threading.Barrier(32)
-    failures: list[BaseException] = []
+async def test_consume_wins_exactly_once_across_two_stores_on_one_file(
+    open_store: Callable[[], SqliteStore], clock: FakeClock
+) -> None:
+    # Two processes on one machine: two Confirmations, each with its own connection to the same file.
+    one, two = Confirmations(open_store(), TTL, clock), Confirmations(open_store(), TTL, clock)
+    token = await issue(one)
+    callers = [(one if i % 2 else two, await check(one if i % 2 else two, token)) for i in range(50)]
+    await one.store.ping()  # both connections open before the race
+    await two.store.ping()
+    won: list[Snapshot] = []
+    lost: list[str] = []
 
-    def look() -> None:
-        start.wait()
+    async def redeem(where: Confirmations, mine: Claims) -> None:
         try:
-            for _ in range(20):
-                check(store, token)
-        except BaseException as exc:
-            failures.append(exc)
+            won.append(await where.consume(mine))
+        except Refusal as refused:
+            lost.append(refused.reason)
 
-    workers = [threading.Thread(target=look) for _ in range(32)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert failures == []
-    assert store.consume(check(store, token)) == SNAPSHOT
+    async with anyio.create_task_group() as group:
+        for where, mine in callers:
+            group.start_soon(redeem, where, mine)
+    assert won == [SNAPSHOT]
+    assert lost == ["reused_token"] * 49
+    assert (await refusal(one, token)).reason == "reused_token"
+    assert (await refusal(two, token)).reason == "reused_token"
 
 
-def test_many_tokens_consumed_concurrently_each_win_once() -> None:
-    store = confirmations()
-    tokens = [issue(store) for _ in range(50)]
-    start = threading.Barrier(100)
+async def test_concurrent_checks_consume_nothing(confirmations: Confirmations) -> None:
+    token = await issue(confirmations)
+    checked: list[Claims] = []
+
+    async def look() -> None:
+        for _ in range(3):
+            checked.append(await check(confirmations, token))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(16):
+            group.start_soon(look)
+    assert len(checked) == 48
+    assert await confirmations.consume(await check(confirmations, token)) == SNAPSHOT
+
+
+async def test_many_tokens_consumed_concurrently_each_win_once(confirmations: Confirmations) -> None:
+    tokens = [await issue(confirmations) for _ in range(25)]
+    claims = [await check(confirmations, t) for t in tokens * 2]
     wins: list[str] = []
-    record = threading.Lock()
 
-    def redeem(token: str) -> None:
-        claims = check(store, token)
-        start.wait()
+    async def redeem(mine: Claims) -> None:
         try:
-            store.consume(claims)
+            await confirmations.consume(mine)
         except Refusal:
             return
-        with record:
-            wins.append(token)
+        wins.append(mine.key)
 
-    workers = [threading.Thread(target=redeem, args=(t,)) for t in tokens * 2]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert sorted(wins) == sorted(tokens)
+    async with anyio.create_task_group() as group:
+        for mine in claims:
+            group.start_soon(redeem, mine)
+    assert sorted(wins) == sorted(store_key(t) for t in tokens)
+
+
+# --- replicas: whoever shares the store --------------------------------------------------------------
+
+
+async def test_a_token_works_on_another_confirmations_sharing_the_store(
+    open_store: Callable[[], SqliteStore], clock: FakeClock
+) -> None:
+    issuer, replica = Confirmations(open_store(), TTL, clock), Confirmations(open_store(), TTL, clock)
+    token = await issue(issuer, principal="alice")
+    claims = await check(replica, token, principal="alice")
+    assert (await refusal(replica, token, credential="fp-sam")).reason == "wrong_credential"
+    assert await replica.consume(claims) == SNAPSHOT  # the replica holds the plan, members and all
+    assert (await refusal(issuer, token, principal="alice")).reason == "reused_token"
+
+
+async def test_a_token_is_unknown_to_a_confirmations_with_another_store(
+    confirmations: Confirmations, tmp_path: Path, clock: FakeClock
+) -> None:
+    token = await issue(confirmations)
+    elsewhere = SqliteStore(tmp_path / "elsewhere" / "purgewarden.db")
+    try:
+        problem = await refusal(Confirmations(elsewhere, TTL, clock), token)
+    finally:
+        await elsewhere.close()
+    assert problem.reason == "invalid_token"
+    assert "not issued by this server" in str(problem)
+    await check(confirmations, token)
+
+
+# --- reserve: one question per token -------------------------------------------------------------
+
+
+async def test_a_token_is_asked_about_by_one_call_at_a_time(confirmations: Confirmations) -> None:
+    claims = await check(confirmations, await issue(confirmations))
+    assert not await confirmations.being_asked(claims)
+    assert await confirmations.reserve(claims)
+    assert await confirmations.being_asked(claims)
+    assert not await confirmations.reserve(claims)  # a second call may not ask about it meanwhile
+    await confirmations.release(claims)  # the user said no: the token may be asked about again
+    assert not await confirmations.being_asked(claims)
+    assert await confirmations.reserve(claims)
+
+
+async def test_a_reservation_holds_across_stores_on_one_file(
+    open_store: Callable[[], SqliteStore], clock: FakeClock
+) -> None:
+    one, two = Confirmations(open_store(), TTL, clock), Confirmations(open_store(), TTL, clock)
+    token = await issue(one)
+    here, there = await check(one, token), await check(two, token)
+    assert await one.reserve(here)
+    assert await two.being_asked(there)
+    assert not await two.reserve(there)
+    await one.release(here)
+    assert await two.reserve(there)
+
+
+async def test_only_one_of_many_concurrent_reservations_wins(confirmations: Confirmations) -> None:
+    claims = await check(confirmations, await issue(confirmations))
+    answers: list[bool] = []
+
+    async def ask() -> None:
+        answers.append(await confirmations.reserve(claims))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(ask)
+    assert sorted(answers) == [False] * 19 + [True]
+
+
+async def test_consuming_ends_the_question_and_a_used_token_cannot_be_reserved(
+    confirmations: Confirmations,
+) -> None:
+    claims = await check(confirmations, await issue(confirmations))
+    assert await confirmations.reserve(claims)
+    await confirmations.consume(claims)
+    assert not await confirmations.being_asked(claims)
+    assert not await confirmations.reserve(claims)
+
+
+async def test_a_used_token_cannot_be_reserved_even_after_a_release(confirmations: Confirmations) -> None:
+    claims = await check(confirmations, await issue(confirmations))
+    await confirmations.consume(claims)
+    await confirmations.release(claims)
+    assert not await confirmations.reserve(claims)
+
+
+async def test_a_reservation_outlives_the_token_by_one_lifetime_at_most(
+    confirmations: Confirmations, clock: FakeClock
+) -> None:
+    token = await issue(confirmations)
+    claims = await check(confirmations, token)
+    assert await confirmations.reserve(claims)
+    clock.now += TTL + 1
+    # The answer came after the token's expiry: the question held it, so it is still honoured...
+    assert await confirmations.being_asked(claims)
+    assert (await check(confirmations, token, asking=True)).key == claims.key
+    # ...but only for the call that asked.
+    assert (await refusal(confirmations, token)).reason == "expired_token"
+    clock.now += TTL - 1  # one lifetime past expiry: a client that never came back holds it no longer
+    assert not await confirmations.being_asked(claims)
+    assert (await refusal(confirmations, token, asking=True)).reason == "expired_token"
+
+
+async def test_asking_does_not_save_an_expired_token_nobody_reserved(
+    confirmations: Confirmations, clock: FakeClock
+) -> None:
+    token = await issue(confirmations)
+    clock.now += TTL
+    assert (await refusal(confirmations, token, asking=True)).reason == "expired_token"
+
+
+async def test_a_released_question_no_longer_holds_an_expired_token(
+    confirmations: Confirmations, clock: FakeClock
+) -> None:
+    token = await issue(confirmations)
+    claims = await check(confirmations, token)
+    assert await confirmations.reserve(claims)
+    clock.now += TTL + 1
+    await confirmations.release(claims)
+    assert (await refusal(confirmations, token, asking=True)).reason == "expired_token"
 
 
 # --- compare ---------------------------------------------------------------------------------------
@@ -319,19 +545,17 @@ def test_many_tokens_consumed_concurrently_each_win_once() -> None:
 PLANNED = Snapshot(totals={"items": 3, "bytes": 300}, members=frozenset({"a", "b", "c"}))
 
 
-def verdict(current: Snapshot, *, held: bool = True, planned: Snapshot = PLANNED) -> str:
-    return compare(planned if held else None, planned.digest, current)
+def verdict(current: Snapshot, planned: Snapshot = PLANNED) -> str:
+    return compare(planned, current)
 
 
 def test_the_same_state_is_same() -> None:
     assert verdict(Snapshot(dict(PLANNED.totals), frozenset(PLANNED.members))) == "same"
-    assert verdict(Snapshot(dict(PLANNED.totals), frozenset(PLANNED.members)), held=False) == "same"
 
 
-def test_the_same_totals_without_members_is_same_by_digest() -> None:
+def test_the_same_totals_without_members_is_same() -> None:
     counted = Snapshot(totals={"items": 7})
-    assert compare(counted, counted.digest, Snapshot(totals={"items": 7})) == "same"
-    assert compare(None, counted.digest, Snapshot(totals={"items": 7})) == "same"
+    assert compare(counted, Snapshot(totals={"items": 7})) == "same"
 
 
 def test_a_subset_with_smaller_totals_has_shrunk() -> None:
@@ -367,21 +591,16 @@ def test_a_swapped_member_has_grown() -> None:
     assert verdict(Snapshot({"items": 3, "bytes": 10}, frozenset({"a", "b", "z"}))) == "grown"
 
 
-def test_members_without_the_held_plan_cannot_be_shown_smaller() -> None:
-    # A replica that does not hold the previewed ids cannot tell a subset from a swap.
-    assert verdict(Snapshot({"items": 2, "bytes": 200}, frozenset({"a", "b"})), held=False) == "grown"
-
-
 def test_counts_without_members() -> None:
     counted = Snapshot(totals={"items": 7, "bytes": 70})
-    assert compare(counted, counted.digest, Snapshot({"items": 5, "bytes": 70})) == "shrunk"
-    assert compare(counted, counted.digest, Snapshot({"items": 8, "bytes": 10})) == "grown"
+    assert compare(counted, Snapshot({"items": 5, "bytes": 70})) == "shrunk"
+    assert compare(counted, Snapshot({"items": 8, "bytes": 10})) == "grown"
 
 
-def test_without_the_held_plan_any_change_counts_as_grown() -> None:
-    # A server that does not hold the plan has only its digest: it cannot show that a change is smaller.
-    counted = Snapshot(totals={"items": 7, "bytes": 70})
-    assert compare(None, counted.digest, Snapshot({"items": 5, "bytes": 70})) == "grown"
+def test_listed_members_against_a_counted_plan_cannot_be_shown_smaller() -> None:
+    # A plan that listed nobody cannot tell which listed ids the user saw.
+    counted = Snapshot(totals={"items": 7})
+    assert compare(counted, Snapshot({"items": 2}, frozenset({"a", "b"}))) == "grown"
 
 
 # --- the snapshot's digest -----------------------------------------------------------------------
@@ -401,39 +620,5 @@ def test_the_digest_separates_members() -> None:
 
 
 def test_the_digest_separates_members_that_contain_the_separator() -> None:
-    # Ids are API text: one id holding a NUL must not hash like two ids (a replica compares digests only).
+    # Ids are API text: one id holding a NUL must not hash like two ids.
     assert Snapshot({}, frozenset({"a\0b"})).digest != Snapshot({}, frozenset({"a", "b"})).digest
-
-
-# --- reserve: one question per token -------------------------------------------------------------
-
-
-def test_a_token_is_asked_about_by_one_call_at_a_time() -> None:
-    store = confirmations()
-    claims = check(store, issue(store))
-    assert store.reserve(claims)
-    assert store.being_asked(claims)
-    assert not store.reserve(claims)  # a second call may not ask about it meanwhile
-    store.release(claims)  # the user said no: the token may be asked about again
-    assert not store.being_asked(claims)
-    assert store.reserve(claims)
-
-
-def test_consuming_ends_the_question_and_a_used_token_cannot_be_reserved() -> None:
-    store = confirmations()
-    claims = check(store, issue(store))
-    assert store.reserve(claims)
-    store.consume(claims)
-    assert not store.being_asked(claims)
-    assert not store.reserve(claims)
-
-
-def test_a_reservation_outlives_the_token_by_one_lifetime_at_most() -> None:
-    now = [1_000_000.0]
-    store = Confirmations(b"k", 300, clock=lambda: now[0])
-    claims = check(store, issue(store))
-    assert store.reserve(claims)
-    now[0] += 301
-    assert store.being_asked(claims)  # an answer may come after the token's expiry
-    now[0] += 300
-    assert not store.being_asked(claims)  # a client that never came back holds it no longer

@@ -145,7 +145,7 @@ class BucketResult(BaseModel):
 
 
 class RevokePresignedUrlsOutcome(OutcomeOutput):
-    results: list[BucketResult]
+    results: list[BucketResult] = Field(default_factory=list)
 
     def render(self) -> str:
         lines = [
@@ -272,10 +272,12 @@ class RevokePresignedUrls(
                 region, name = key.split("/", 1)
                 if stop is not None:
                     result = BucketResult(region=region, name=name, status="not_attempted", message=stop)
+                    run.ledger.settle(FATE_OF[result.status], [key], why=result.message or "")
                 else:
-                    sending = key
-                    with anyio.CancelScope(shield=True):  # once sent, the answer is worth waiting for
+                    async with run.sending(f"revoke the presigned URLs of bucket {key}", ids=[key]):
+                        sending = key
                         result, error = await revoke_one(call, client, region, name)
+                        run.ledger.settle(FATE_OF[result.status], [key], why=result.message or "")
                     if error is not None and error.fate == "not_carried_out":
                         refusals.append(error)
                         if error.code in STOP_CODES:
@@ -283,7 +285,6 @@ class RevokePresignedUrls(
                                 f"Not attempted: {quote(key)} was refused for a reason that applies to every "
                                 "bucket."
                             )
-                run.ledger.settle(FATE_OF[result.status], [key], why=result.message or "")
                 results.append(result)
                 sending = None
                 await call.progress(number, len(targets), f"{key}: {result.status}")

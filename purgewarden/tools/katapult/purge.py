@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import anyio
@@ -24,8 +24,9 @@ from pydantic import BaseModel, Field
 from purgewarden.clients.errors import ApiError, Fate
 from purgewarden.clients.katapult import KatapultClient, Task, TrashObject, organization_lookup
 from purgewarden.safety.kernel import Call, Look, Observation, Operation, Run, Watch
-from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
+from purgewarden.safety.outcome import MAY_YET_HAPPEN, Ledger, after_read_back
 from purgewarden.safety.plans import Snapshot
+from purgewarden.safety.runs import Journal, Replay, RunRecord
 from purgewarden.safety.state import AppState
 from purgewarden.safety.text import SAMPLE_SIZE, OutcomeOutput, PlanOutput, fence, listed, plural, quote
 from purgewarden.tools.katapult.common import OrganizationRef, katapult_client, toolset
@@ -61,9 +62,9 @@ class PurgeAllTrashObjectsPlan(PlanOutput):
 
 class PurgeAllTrashObjectsOutcome(OutcomeOutput):
     status: Literal["completed", "failed", "queued", "running", "unknown", "nothing_to_purge"] = Field(
-        description="queued/running: check later with katapult_get_task"
+        "running", description="queued/running: check later with katapult_get_task"
     )
-    task: TaskState | None = Field(description="Null when Katapult's answer was lost")
+    task: TaskState | None = Field(None, description="Null when Katapult's answer was lost")
 
 
 def describe_purge(organization: str, objects: Trash) -> str:
@@ -158,6 +159,28 @@ class PurgeAllTrashObjects(
             by_type["(other types)"] = len(objects) - sum(by_type.values())
         return warnings, {"by_type": by_type, "sample": objects[:SAMPLE_SIZE]}
 
+    async def resume(self, state: AppState, record: RunRecord, told: Replay, journal: Journal) -> None:
+        """A purge whose server stopped after Katapult queued it: follow the task to its end, then tell
+        each object that was in flight by the trash."""
+        task_id = told.checkpoints.get("task")
+        if not isinstance(task_id, str) or not told.in_flight:
+            return
+        client = katapult_client(state)
+        deadline = time.monotonic() + MAX_TASK_WAIT_SECONDS
+        task = await client.get_task(task_id)
+        while task.status not in ("completed", "failed") and time.monotonic() < deadline:
+            await anyio.sleep(state.settings.katapult_task_poll_interval)
+            task = await client.get_task(task_id)
+        await journal.checkpoint(task_status=task.status)
+        if task.status not in ("completed", "failed"):
+            return
+        after = await whole_trash(state, client, record.target["organization"])
+        account_by_trash(journal.ledger, told.in_flight, {t.id for t in after}, task)
+        record.notes.append(
+            f"After the restart, purge task {quote(task_id)} was followed to its end ({task.status}) and the "
+            "trash re-read."
+        )
+
     def watch(self, run: Run[PurgeAllTrashObjectsInput, Trash]) -> Watch:
         return TrashWatch(run.call.state, run.target["organization"], run.observation.snapshot.members)
 
@@ -176,16 +199,19 @@ class PurgeAllTrashObjects(
         try:
             await run.call.progress(0, 100, "queueing the purge")
             await run.between_requests()
-            sent = True
-            try:
-                # Once sent, the answer is worth waiting for even if the caller cancels: it names the task.
-                with anyio.CancelScope(shield=True):
+            lost: ApiError | None = None
+            async with run.sending("purge the whole trash", ids=approved):
+                sent = True
+                try:
                     task = await client.purge_all_trash_objects(organization_lookup(organization))
-            except ApiError as error:
-                if error.fate == "not_carried_out":
-                    run.ledger.settle("not_carried_out", approved, why="Katapult refused the purge")
-                    raise
-                return await reconcile(run, client, error)
+                except ApiError as error:
+                    if error.fate == "not_carried_out":
+                        run.ledger.settle("not_carried_out", approved, why="Katapult refused the purge")
+                        raise
+                    lost = error
+            if lost is not None:
+                return await reconcile(run, client, lost)
+            await run.checkpoint(task=task.id)
             client.started_purges[organization] = task.id
             if not run.args.wait:
                 run.ledger.settle(
@@ -254,13 +280,7 @@ async def verified(
         )
         raise
     left = {t.id for t in after}
-    gone = [i for i in approved if i not in left]
-    kept = [i for i in approved if i in left]
-    run.ledger.settle("carried_out", gone)
-    # The task is over: what it left in the trash stays there.
-    run.ledger.settle(
-        "not_carried_out", kept, why=f"still in the trash after task {quote(task.id)} {task.status}"
-    )
+    gone, kept = account_by_trash(run.ledger, approved, left, task)
     late = len(left) - len(kept)
     if late:
         run.notes.append(
@@ -289,6 +309,19 @@ async def verified(
         status="failed" if task.status == "failed" else "completed",
         task=TaskState.of(task),
     )
+
+
+def account_by_trash(
+    ledger: Ledger, approved: Sequence[str], left: set[str], task: Task
+) -> tuple[list[str], list[str]]:
+    """The task is over: an approved object gone from the trash was purged; one still there stays there."""
+    gone = [i for i in approved if i not in left]
+    kept = [i for i in approved if i in left]
+    ledger.settle("carried_out", gone)
+    ledger.settle(
+        "not_carried_out", kept, why=f"still in the trash after task {quote(task.id)} {task.status}"
+    )
+    return gone, kept
 
 
 async def reconcile(

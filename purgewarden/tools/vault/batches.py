@@ -154,7 +154,7 @@ class Deletion:
             if item is None:
                 return
             number, batch = item
-            with anyio.CancelScope(shield=True):  # a sent batch always finishes and is settled
+            async with self.run.sending(f"delete batch {number}", ids=batch):  # finishes, and is settled
                 await self.send(number, batch)
             total = len(self.ids)
             settled = self.run.ledger.settled

@@ -52,14 +52,16 @@ class DeleteObjectsPlan(PlanOutput):
 
 
 class DeleteObjectsOutcome(OutcomeOutput):
-    planned: int = Field(description="Approved ids that still existed")
-    deleted: int
-    not_deleted: int = Field(description="In failed batches, untouched")
-    unknown: int = Field(description="Could not be verified")
-    not_attempted: int
-    batches: int
-    failed_batches: list[FailedBatch] = Field(description=f"First {FAILED_BATCHES_SHOWN}")
-    failed_batch_count: int
+    planned: int = Field(0, description="Approved ids that still existed")
+    deleted: int = 0
+    not_deleted: int = Field(0, description="In failed batches, untouched")
+    unknown: int = Field(0, description="Could not be verified")
+    not_attempted: int = 0
+    batches: int = 0
+    failed_batches: list[FailedBatch] = Field(
+        default_factory=list, description=f"First {FAILED_BATCHES_SHOWN}"
+    )
+    failed_batch_count: int = 0
     outcomes: dict[str, str] = Field(
         default_factory=dict,
         description=f"Per id when at most {SMALL_REQUEST} ids: deleted, or not_deleted / unknown / "

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import anyio
 from pydantic import BaseModel, Field
 
 from purgewarden.clients.errors import ApiError, Fate
@@ -97,9 +96,11 @@ class PruneArchivedPlan(PlanOutput):
 class PruneArchivedOutcome(OutcomeOutput):
     """`totals` holds what was deleted, keyed "collection/TYPE" as in the plan."""
 
-    deleted_total: int
-    calls: int
-    remaining: dict[str, int] = Field(description="Still eligible after the run, keyed as totals")
+    deleted_total: int = 0
+    calls: int = 0
+    remaining: dict[str, int] = Field(
+        default_factory=dict, description="Still eligible after the run, keyed as totals"
+    )
 
     def render(self) -> str:
         listed = lines(self.totals, "deleted ") + lines(self.remaining, "still eligible ")
@@ -226,7 +227,7 @@ class Pruning:
                     )
                     break
                 await self.run.between_requests()
-                with anyio.CancelScope(shield=True):  # once sent, the answer is worth waiting for
+                async with self.run.sending("garbage-collect archived items", count=sum(pending.values())):
                     try:
                         rows = await self.client.garbage_collection(
                             reason=MAINTENANCE, adhoc_reason=None, gc_filter=gc_filter
@@ -241,9 +242,10 @@ class Pruning:
                             f"Stopped after a refusal; nothing more was deleted: {self.run.call.explain(error)}"
                         )
                         break
-                self.calls += 1
-                step = gc_totals(rows)
-                self.count(step)
+                    self.calls += 1
+                    step = gc_totals(rows)
+                    self.count(step)
+                await self.run.checkpoint(gc_call=self.calls, deleted=step)
                 done, planned = sum(self.deleted.values()), self.approved
                 await self.run.call.progress(
                     min(done, planned), planned, f"{done:,} of {planned:,} items deleted"

@@ -1,0 +1,176 @@
+"""The embedded store: one SQLite file in WAL mode, shared by every purgewarden process on the machine.
+
+A SIGKILLed process loses nothing it was told is stored: WAL with `synchronous=NORMAL` survives a
+process crash (only a power loss may take the last transactions). Calls run on one worker thread, so
+a write waiting on another process's lock never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from purgewarden.store import PlanSlot, Store, StoredRun, StoreError
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS plans (
+    key TEXT PRIMARY KEY, body TEXT NOT NULL, keep_until REAL NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0, asking_until REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS plans_keep_until ON plans (keep_until);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, started REAL NOT NULL, state TEXT NOT NULL, owner TEXT NOT NULL,
+    body TEXT NOT NULL, cancel INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, entry TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS journal_run ON journal (run_id, seq);
+CREATE TABLE IF NOT EXISTS owners (owner TEXT PRIMARY KEY, alive_until REAL NOT NULL);
+"""
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._thread = anyio.CapacityLimiter(1)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return work(self._connect())
+
+        try:
+            return await anyio.to_thread.run_sync(locked, limiter=self._thread)
+        except (sqlite3.Error, OSError) as error:
+            raise StoreError(f"the store at {self.path} failed: {error}") from error
+
+    # --- plans -------------------------------------------------------------------------------------
+
+    async def put_plan(self, key: str, body: str, keep_until: float, now: float) -> None:
+        def put(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("DELETE FROM plans WHERE keep_until < ?", (now,))
+                db.execute(
+                    "INSERT INTO plans (key, body, keep_until) VALUES (?, ?, ?)", (key, body, keep_until)
+                )
+
+        await self._run(put)
+
+    async def get_plan(self, key: str) -> PlanSlot | None:
+        def get(db: sqlite3.Connection) -> PlanSlot | None:
+            row = db.execute("SELECT body, used, asking_until FROM plans WHERE key = ?", (key,)).fetchone()
+            return PlanSlot(row[0], bool(row[1]), float(row[2])) if row else None
+
+        return await self._run(get)
+
+    async def reserve(self, key: str, until: float, now: float) -> bool:
+        sql = "UPDATE plans SET asking_until = ? WHERE key = ? AND used = 0 AND asking_until <= ?"
+        return await self._run(lambda db: db.execute(sql, (until, key, now)).rowcount == 1)
+
+    async def release(self, key: str) -> None:
+        await self._run(lambda db: db.execute("UPDATE plans SET asking_until = 0 WHERE key = ?", (key,)))
+
+    async def consume(self, key: str) -> bool:
+        sql = "UPDATE plans SET used = 1, asking_until = 0 WHERE key = ? AND used = 0"
+        return await self._run(lambda db: db.execute(sql, (key,)).rowcount == 1)
+
+    # --- runs --------------------------------------------------------------------------------------
+
+    async def create_run(self, run_id: str, owner: str, started: float, body: str) -> None:
+        sql = "INSERT INTO runs (id, started, state, owner, body) VALUES (?, ?, 'running', ?, ?)"
+        await self._run(lambda db: db.execute(sql, (run_id, started, owner, body)))
+
+    async def journal(self, run_id: str, entry: str) -> None:
+        sql = "INSERT INTO journal (run_id, entry) VALUES (?, ?)"
+        await self._run(lambda db: db.execute(sql, (run_id, entry)))
+
+    async def save_run(self, run_id: str, state: str, body: str) -> None:
+        sql = "UPDATE runs SET state = ?, body = ? WHERE id = ?"
+        await self._run(lambda db: db.execute(sql, (state, body, run_id)))
+
+    async def get_run(self, run_id: str, *, entries: bool = True) -> StoredRun | None:
+        def get(db: sqlite3.Connection) -> StoredRun | None:
+            row = db.execute("SELECT id, state, owner, body FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            journal = (
+                [
+                    e
+                    for (e,) in db.execute(
+                        "SELECT entry FROM journal WHERE run_id = ? ORDER BY seq", (run_id,)
+                    )
+                ]
+                if entries
+                else []
+            )
+            return StoredRun(row[0], row[1], row[2], row[3], entries=journal)
+
+        return await self._run(get)
+
+    async def recent_runs(self, limit: int) -> list[StoredRun]:
+        sql = "SELECT id, state, owner, body FROM runs ORDER BY started DESC LIMIT ?"
+        return await self._run(lambda db: [StoredRun(*row) for row in db.execute(sql, (limit,))])
+
+    async def running_runs(self) -> list[StoredRun]:
+        sql = "SELECT id, state, owner, body FROM runs WHERE state = 'running'"
+        return await self._run(lambda db: [StoredRun(*row) for row in db.execute(sql)])
+
+    async def claim(self, run_id: str, owner: str, expected_owner: str) -> bool:
+        sql = "UPDATE runs SET owner = ? WHERE id = ? AND owner = ? AND state = 'running'"
+        return await self._run(lambda db: db.execute(sql, (owner, run_id, expected_owner)).rowcount == 1)
+
+    async def request_cancel(self, run_id: str) -> None:
+        await self._run(lambda db: db.execute("UPDATE runs SET cancel = 1 WHERE id = ?", (run_id,)))
+
+    async def cancel_requested(self, run_id: str) -> bool:
+        sql = "SELECT cancel FROM runs WHERE id = ?"
+        return await self._run(lambda db: bool((db.execute(sql, (run_id,)).fetchone() or (0,))[0]))
+
+    # --- owners ------------------------------------------------------------------------------------
+
+    async def beat(self, owner: str, alive_until: float, now: float) -> None:
+        def beat(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("DELETE FROM owners WHERE alive_until < ?", (now - 3600,))
+                db.execute(
+                    "INSERT INTO owners (owner, alive_until) VALUES (?, ?) "
+                    "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until",
+                    (owner, alive_until),
+                )
+
+        await self._run(beat)
+
+    async def alive_until(self, owner: str) -> float:
+        sql = "SELECT alive_until FROM owners WHERE owner = ?"
+        return await self._run(lambda db: float((db.execute(sql, (owner,)).fetchone() or (0.0,))[0]))
+
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        def close(db: sqlite3.Connection) -> None:
+            db.close()
+            self._db = None
+
+        if self._db is not None:
+            await self._run(close)
