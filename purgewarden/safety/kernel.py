@@ -530,50 +530,37 @@ def running(op: Operation[Any, Any, Any, OutcomeT], run: Run[Any, Any], live: Li
 async def executed(op: Operation[InputT, DataT, PlanT, OutcomeT], run: Run[InputT, DataT]) -> OutcomeT:
     """The run's body, in the background: execute and account; every way out is audited."""
     call = run.call
-    target = run.target
+
+    def record(event: str, **fields: Any) -> None:
+        call.audit(
+            event,
+            durable=True,
+            target=run.target,
+            run=run.journal.run_id,
+            accounting=run.ledger.totals(),
+            **fields,
+        )
+
     try:
         outcome = await watched(op, run) if op.empties_everything else await op.execute(run)
     except anyio.get_cancelled_exc_class():
-        call.audit(
-            "cancelled", durable=True, target=target, run=run.journal.run_id, accounting=run.ledger.totals()
-        )
+        record("cancelled")
         raise
     except ApiError as error:
-        call.audit(
-            "failed",
-            durable=True,
-            target=target,
-            run=run.journal.run_id,
-            error=error.summary,
-            status=error.status,
-            code=error.code,
-            fate=error.fate,
-            accounting=run.ledger.totals(),
-        )
+        record("failed", error=error.summary, status=error.status, code=error.code, fate=error.fate)
         raise ToolError(unfinished(call, error)) from None
     except ToolError as error:
-        call.audit(
-            "failed",
-            durable=True,
-            target=target,
-            run=run.journal.run_id,
-            error=str(error),
-            accounting=run.ledger.totals(),
-        )
+        record("failed", error=str(error))
         raise
     outcome.accounting = run.ledger.totals()
     if run.beyond is not None and run.beyond.count:
         outcome.notes.append(run.beyond.note())
     outcome.notes[:0] = run.notes
     outcome.run_id = run.journal.run_id
-    call.audit(
+    record(
         "outcome",
-        durable=True,
-        target=target,
-        run=run.journal.run_id,
         outcome=outcome.summary,
         counts=outcome.totals,
-        accounting=outcome.accounting,
         examples=run.ledger.samples,
         notes=outcome.notes,
         beyond_plan=dict(run.beyond.items) if run.beyond else {},

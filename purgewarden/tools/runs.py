@@ -37,20 +37,9 @@ class RunView(BaseModel):
 
     @classmethod
     def of(cls, record: RunRecord) -> RunView:
-        return cls(
-            run_id=record.id,
-            tool=record.tool,
-            state=record.state,
-            target=record.target,
-            plan=record.summary,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            result=record.result,
-            accounting=record.accounting,
-            in_flight=record.in_flight,
-            notes=record.notes,
-            principal=record.principal,
-        )
+        """What a caller may see of a run's record (not its owner or checkpoints)."""
+        shared = record.model_dump(include=set(cls.model_fields) - {"run_id", "plan"})
+        return cls(run_id=record.id, plan=record.summary, **shared)
 
     def line(self) -> str:
         told = f"{self.run_id} {self.tool} {self.state} since {self.started_at}: {describe_accounting(self.accounting)}"
