@@ -383,6 +383,9 @@ async def carry_out(
             "failed", durable=True, target=target, error=error.summary, status=error.status, code=error.code
         )
         raise ToolError(f"Nothing was deleted: {call.explain(error)}") from None
+    except anyio.get_cancelled_exc_class():
+        call.audit("cancelled", durable=True, target=target, accounting=Ledger().totals())
+        raise
     return await follow(op, run)
 
 
@@ -460,24 +463,33 @@ async def prepared(
         owner=call.state.runs.owner,
         started_at=now_iso(),
     )
+    try:  # both records exist before anything is sent, or nothing is
+        call.audit(
+            "confirmed",
+            durable=True,
+            target=target,
+            run=record.id,
+            plan_digest=claims.state,
+            counts=dict(now),
+            verdict=verdict,
+        )
+    except OSError as error:
+        raise Refusal(
+            "audit_unwritable",
+            f"Refused: the audit log could not be written ({error.strerror or error}), and nothing is deleted "
+            "without its record. Nothing was deleted. Ask the operator to check the audit log "
+            "(PURGEWARDEN_AUDIT_LOG), then preview again.",
+        ) from None
     ledger = Ledger()
     try:
-        live = await call.state.runs.start(record, ledger)
+        with anyio.CancelScope(shield=True):  # a run recorded is a run launched: never one without the other
+            live = await call.state.runs.start(record, ledger)
     except StoreError as error:
         raise Refusal(
             "journal_unwritable",
             f"Refused: the run could not be journaled ({error}), and nothing is deleted without its record. "
             "Nothing was deleted. Ask the operator to check the store (PURGEWARDEN_STORE_URL), then preview again.",
         ) from None
-    call.audit(
-        "confirmed",
-        durable=True,
-        target=target,
-        run=record.id,
-        plan_digest=claims.state,
-        counts=dict(now),
-        verdict=verdict,
-    )
     run = Run(call, args, target, observation, held.totals, notes, ledger, live.journal)
     call.run = run
     call.live = live
