@@ -41,7 +41,7 @@ RUN_URI = "purgewarden://runs/{run_id}"
 BEAT_SECONDS = 2.0
 """How often a process says it is alive, and looks for runs whose process died."""
 STALE_BEATS = 3
-"""Beats missed before another host's process counts as dead (one on this host is checked by pid)."""
+"""Beats missed before another host's process counts as dead (one on this host is checked by its pid)."""
 RECENT_RUNS_CHECKED = 50
 WARN_ABOUT_INTERRUPTED_SECONDS = 86_400
 IN_FLIGHT = "in flight when the server carrying out the run stopped: it may or may not have been carried out"
@@ -266,8 +266,8 @@ class Runs:
         if owner == self.owner:
             return True
         pid = _owner_pid(owner)
-        if pid is not None and pid[0] == socket.gethostname() and not _pid_alive(pid[1]):
-            return False
+        if pid is not None and pid[0] == socket.gethostname():
+            return _pid_alive(pid[1])  # on this host the process table is the truth, whatever the store kept
         return await self.store.alive_until(owner) > time.time()
 
     async def recover(self) -> list[str]:
