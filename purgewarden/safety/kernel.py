@@ -29,6 +29,7 @@ from functools import cached_property
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import anyio
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.elicitation import AcceptedElicitation
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
@@ -83,7 +84,11 @@ class Call:
 
     @classmethod
     def of(cls, ctx: Context, tool: str, service: str) -> Call:
-        return cls(ctx, app_state(ctx), tool, service)
+        """The call this request makes; over OAuth, by the principal its access token speaks for (its
+        subject, else the client it was issued to)."""
+        token = get_access_token()
+        principal = (token.subject or token.client_id) if token is not None else None
+        return cls(ctx, app_state(ctx), tool, service, principal=principal)
 
     @property
     def settings(self) -> Settings:
@@ -96,7 +101,7 @@ class Call:
         return params.client_info.name if params is not None else None
 
     principal: str | None = None
-    """The authenticated caller, where the transport says who it is."""
+    """The authenticated caller (over HTTP with OAuth); None otherwise."""
 
     async def progress(self, done: float, total: float | None, message: str) -> None:
         if self.live is not None:
@@ -564,6 +569,13 @@ async def executed(op: Operation[InputT, DataT, PlanT, OutcomeT], run: Run[Input
     except ToolError as error:
         record("failed", error=str(error))
         raise
+    except (StoreError, BaseExceptionGroup) as error:  # concurrent requests (batches) fail as a group
+        lost = journal_failure(error)
+        if lost is None:
+            raise
+        # The journal stopped the run between requests: say what was done so far.
+        record("failed", error=f"journal: {lost}")
+        raise ToolError(unfinished(call, lost)) from None
     outcome.accounting = run.ledger.totals()
     if run.beyond is not None and run.beyond.count:
         outcome.notes.append(run.beyond.note())
@@ -608,11 +620,23 @@ def stopped(run: Run[Any, Any], how: str) -> str:
     )
 
 
-def unfinished(call: Call, error: ApiError) -> str:
-    """The words for a run that an API failure stopped: what failed, what is known of each item so far,
-    and what the run noted on the way."""
+def journal_failure(error: BaseException) -> StoreError | None:
+    """The store's failure behind `error` (itself, or inside a group of concurrent requests' failures)."""
+    if isinstance(error, StoreError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := journal_failure(inner)) is not None:
+                return found
+    return None
+
+
+def unfinished(call: Call, error: ApiError | StoreError) -> str:
+    """The words for a run that an API or journal failure stopped: what failed, what is known of each item
+    so far, and what the run noted on the way."""
+    why = call.explain(error) if isinstance(error, ApiError) else f"its journal could not be written ({error})."
     if call.run is None:
-        return f"Nothing was deleted: {call.explain(error)}"
+        return f"Nothing was deleted: {why}"
     counts = call.run.ledger.counts
     known = (
         f"Accounting so far: {counts['carried_out']:,} carried out, {counts['not_carried_out']:,} not carried "
@@ -620,7 +644,8 @@ def unfinished(call: Call, error: ApiError) -> str:
     )
     if counts["unknown"]:
         known += " Items counted unknown may yet be deleted: read the state again before acting on this."
-    return " ".join([f"The run stopped at {error.operation}: {call.explain(error)} {known}", *call.run.notes])
+    where = f" at {error.operation}" if isinstance(error, ApiError) else ""
+    return " ".join([f"The run stopped{where}: {why} {known}", *call.run.notes])
 
 
 async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, DataT]) -> OutcomeT:

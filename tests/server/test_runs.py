@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp.types import ResourceLink, TextResourceContents
 
@@ -178,3 +179,32 @@ async def test_a_store_that_fails_after_the_preview_refuses_before_anything_is_d
     assert "store" in message
     assert "Nothing was deleted" in message
     assert len(ids_in(sandbox, "leads", "archived")) == 10
+
+
+@needs_redis
+async def test_a_journal_lost_mid_run_stops_it_between_requests_with_exact_accounting(
+    connect: Connect, sandbox: Sandbox, settings: Settings, tmp_path: Path
+) -> None:
+    archived_leads(sandbox, 6_000)
+    with contextlib.ExitStack() as redis:
+        url = redis.enter_context(running_redis(tmp_path / "redis"))
+        async with connect(
+            toolsets=("vault",), store_url=url, vault_delete_concurrency=1, follow_seconds=0.3
+        ) as client:
+            plan = await preview(client, **LEADS)
+            slow_batches(sandbox)
+            started = ok(await client.call_tool(DELETE, {**LEADS, "confirm": plan["confirmation_token"]}))
+            assert started["state"] == "running"
+            redis.close()  # the store goes away in the middle of the run
+            with anyio.fail_after(15):
+                while not [line for line in audit_lines(settings.audit_log) if line["event"] == "failed"]:
+                    await anyio.sleep(0.05)
+    failed = [line for line in audit_lines(settings.audit_log) if line["event"] == "failed"]
+    left = len(ids_in(sandbox, "leads", "archived"))
+    assert len(failed) == 1
+    assert failed[0]["run"] == started["run_id"]
+    assert failed[0]["error"].startswith("journal:")
+    # It stopped: not everything was deleted, and the audit line accounts for each item as the Vault shows.
+    assert 0 < left < 6_000
+    assert failed[0]["accounting"]["carried_out"] == 6_000 - left
+    assert failed[0]["accounting"]["unknown"] == 0
