@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from bench import bulk, calls, findings, profile, report
+from bench import bulk, calls, findings, profile, report, store
 from bench.emulators import Emulators
 from bench.harness import ROOT, Figure, Scale, Sizes, default_delete_concurrency, server_environment, workdir
 
@@ -78,10 +78,13 @@ def run_suite(scale: Scale) -> report.Run:
             figures += measured
         log("profiles")
         profiles = anyio.run(profile.profiles, emulators, environment, scale, tmp)
+        measured = anyio.run(store.store_figures, emulators, environment, scale, sizes, tmp, log)
+        announce(measured)
+        figures += measured
     measured = [findings.memory_figure(sweeps, default), *findings.size_figures(sizes)]
     announce(measured)
     figures += measured
-    order = ["E", "P1", "P2", "P3", "P4", "P5", "P6"]
+    order = ["E", "P1", "P2", "P3", "P4", "P5", "P6", "S"]
     figures.sort(key=lambda f: order.index(f.key))
     return report.Run(
         scale=scale,
@@ -96,6 +99,15 @@ def run_suite(scale: Scale) -> report.Run:
     )
 
 
+def run_store_figures(scale: Scale) -> list[Figure]:
+    """`--only store`: the store figures alone, with their details (no report is written)."""
+    with workdir() as tmp, Emulators() as emulators:
+        environment = server_environment(emulators.environment, tmp)
+        measured = anyio.run(store.store_figures, emulators, environment, scale, Sizes(), tmp, log)
+    announce(measured)
+    return measured
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="small, quick run that checks the suite works")
@@ -105,8 +117,25 @@ def main() -> int:
         help="where to write the report (default: BENCHMARKS.md in the repository; a temporary "
         "directory with --smoke)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["store"],
+        help="measure only these figures and print them (no report is written)",
+    )
     args = parser.parse_args()
     scale = Scale.smoke_test() if args.smoke else Scale.full()
+    if args.only == "store":
+        load_before = os.getloadavg()
+        started = time.monotonic()
+        for figure in run_store_figures(scale):
+            print(f"- **{figure.key}** {figure.name}: {figure.shown()}. {figure.detail}.")
+            if figure.miss:
+                print(f"  Not met: {figure.miss}")
+        print(
+            f"load average (1 min) {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after; "
+            f"{time.monotonic() - started:.0f} s"
+        )
+        return 0
     with tempfile.TemporaryDirectory(prefix="purgewarden-bench-report-") as scratch:
         output: Path = args.output or (Path(scratch) if args.smoke else ROOT) / "BENCHMARKS.md"
         run = run_suite(scale)

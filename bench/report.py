@@ -14,6 +14,7 @@ from bench.bulk import WIDE_PAGE_CONCURRENCY, Sweep
 from bench.findings import condition_name
 from bench.harness import ROOT, Figure, Scale, Sizes
 from bench.profile import Profile
+from bench.store import REWRITES
 
 
 @dataclass
@@ -178,6 +179,24 @@ def markdown(run: Run, plot_path: Path | None, report_path: Path) -> str:
         f"- **P6** {scale.simultaneous_calls} MCP sessions over Streamable HTTP to one "
         "`purgewarden serve --transport streamable-http`, each calling a read tool (Vault count, Cocoon bin "
         f"page, Katapult organizations in turn) at the same instant; {scale.reps} rounds.",
+        "- **S, confirm path per store** (`bench/store.py`) two purgewarden servers over stdio, one on the "
+        "default SQLite store (a state directory of its own) and one on Redis (`PURGEWARDEN_STORE_URL`, a real "
+        "`redis-server` started on loopback for these figures; marked *not measured* when it is not installed), "
+        "P1's bare server and an httpx2 client, all open at once and called in rotating order, "
+        f"{scale.calls} rounds per run, {scale.reps} runs: per store `vault_preview_delete_objects` then "
+        "`vault_delete_objects` with its token on `ids=[one id]`; the bare server's empty tool (the MCP round "
+        "trip); and the two API requests the confirmed call makes (the re-check's lookup of the id, the "
+        "one-object bulk DELETE) made directly. The confirm path's cost is the confirmed call's median minus "
+        "the medians of the empty tool and the two direct requests; the store calls it makes are also made "
+        "alone, in-process, on a fresh store of each kind, to say how much of it is the store.",
+        "- **S, journal on P2** P2 at default settings on the SQLite server above (and, alternating with "
+        f"it, on the Redis one); after each of {scale.reps} runs on the SQLite server, the run's record and "
+        "journal are read back from its store (`purgewarden.db` in its state directory: `recent_runs`, "
+        f"`get_run`) and written again, {REWRITES} times per store (the median kept), into a fresh SQLite "
+        "file and a fresh Redis database as the run wrote them: the record, `started`, the batches' entries "
+        f"taken in order by {run.default_concurrency} writers (the run's concurrency), `finished`, the record "
+        "saved. That time as a share of the run's delete (the whole destructive call), median of the runs: "
+        "an upper bound on the journal's cost, since the server writes while other batches are in flight.",
         f"- **Emulators** `bench/loadgen.py` (raw asyncio, 8 keep-alive connections, {scale.rps_seconds:g} s) "
         "against each emulator from the suite's process; the Katapult rate limit is lifted for this figure.",
         "",

@@ -155,15 +155,11 @@ class Run(Generic[InputT, DataT]):
 
     def sending(
         self, what: str, ids: Sequence[str] | None = None, count: int | None = None
-    ) -> AbstractAsyncContextManager[None]:
+    ) -> AbstractAsyncContextManager[dict[str, Any]]:
         """Wrap each destructive request, right after `between_requests`: journaled before it goes out
         (the `ids` it acts on, or the `count` it may destroy), carried through whatever happens, and its
-        answer's settlements journaled after."""
+        answer's settlements journaled after, with the facts put in the yielded dict (e.g. a task id)."""
         return self.journal.sending(what, ids, count)
-
-    async def checkpoint(self, **facts: Any) -> None:
-        """Journal a fact needed to tell the run's state after a crash (a task id, a call's counts)."""
-        await self.journal.checkpoint(**facts)
 
 
 class Operation(ABC, Generic[InputT, DataT, PlanT, OutcomeT]):
@@ -406,7 +402,7 @@ async def gate(
     answer (or the absence of a question) lets it go ahead."""
     data = human.data if isinstance(human, AcceptedElicitation) else None
     busy = isinstance(data, NotAsked) and data.why == TOKEN_BUSY
-    if busy or (not asked and await call.state.confirmations.being_asked(claims)):
+    if busy or (not asked and call.state.confirmations.being_asked(claims)):
         raise Refusal(
             "token_busy",
             "Refused: this confirmation token is already used by another call, which is asking the user about "
@@ -634,7 +630,9 @@ def journal_failure(error: BaseException) -> StoreError | None:
 def unfinished(call: Call, error: ApiError | StoreError) -> str:
     """The words for a run that an API or journal failure stopped: what failed, what is known of each item
     so far, and what the run noted on the way."""
-    why = call.explain(error) if isinstance(error, ApiError) else f"its journal could not be written ({error})."
+    why = (
+        call.explain(error) if isinstance(error, ApiError) else f"its journal could not be written ({error})."
+    )
     if call.run is None:
         return f"Nothing was deleted: {why}"
     counts = call.run.ledger.counts

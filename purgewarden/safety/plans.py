@@ -97,6 +97,8 @@ class Claims(BaseModel):
     members: list[str] = []
     key: str = ""
     """Where the store keeps it (a digest of the token): set on reading, never stored."""
+    asking_until: float = 0.0
+    """Until when a call's question held it, as read by `check`: set on reading, never stored."""
 
     @property
     def snapshot(self) -> Snapshot:
@@ -154,7 +156,7 @@ class Confirmations:
         token = f"{TOKEN_PREFIX}_{secrets.token_urlsafe(TOKEN_BYTES)}"
         # Kept one lifetime past expiry: a question asked just before it may be answered late, and a
         # late replay is told "already used" or "expired" rather than "unknown".
-        body = claims.model_dump_json(exclude={"key"})
+        body = claims.model_dump_json(exclude={"key", "asking_until"})
         await self.store.put_plan(store_key(token), body, claims.expires + self.ttl, now)
         return Issued(
             token=token, expires_at=datetime.fromtimestamp(claims.expires, UTC).isoformat(timespec="seconds")
@@ -193,6 +195,7 @@ class Confirmations:
             )
         claims = Claims.model_validate_json(slot.body)
         claims.key = store_key(token)
+        claims.asking_until = slot.asking_until
         if claims.tool != tool:
             raise Refusal(
                 "wrong_tool",
@@ -237,9 +240,10 @@ class Confirmations:
         """The question was answered no: the token may be asked about again."""
         await self.store.release(claims.key)
 
-    async def being_asked(self, claims: Claims) -> bool:
-        slot = await self.store.get_plan(claims.key)
-        return slot is not None and slot.asking_until > self._clock()
+    def being_asked(self, claims: Claims) -> bool:
+        """Whether a call's question held the token when it was checked (the plan is not read again: it
+        may hold 100,000 ids); `consume` still lets exactly one caller through."""
+        return claims.asking_until > self._clock()
 
     async def consume(self, claims: Claims) -> Snapshot:
         """Burn a checked token, atomically across every process sharing the store: exactly one caller

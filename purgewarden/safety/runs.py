@@ -42,7 +42,8 @@ BEAT_SECONDS = 2.0
 """How often a process says it is alive, and looks for runs whose process died."""
 STALE_BEATS = 3
 """Beats missed before another host's process counts as dead (one on this host is checked by its pid)."""
-RECENT_RUNS_CHECKED = 50
+RECENT_RUNS_CHECKED = 10
+"""Interrupted runs a preview looks for among the latest (running ones are indexed: all are looked at)."""
 WARN_ABOUT_INTERRUPTED_SECONDS = 86_400
 IN_FLIGHT = "in flight when the server carrying out the run stopped: it may or may not have been carried out"
 
@@ -119,12 +120,18 @@ def replay(entries: Iterable[Mapping[str, Any]], size: int) -> Replay:
     sent_ids: dict[str, None] = {}
     unanswered_count = 0
     checkpoints: dict[str, Any] = {}
+    requests: dict[int, list[str]] = {}
     for entry in entries:
-        for settlement in entry.get("settled", ()):
-            ids = settlement.get("ids") or ()
-            counts[settlement["fate"]] += len(ids) if "ids" in settlement else settlement["count"]
-            settled_ids.update(ids)
         kind = entry["kind"]
+        if kind == "sending" and entry.get("ids") is not None:
+            requests[entry["request"]] = entry["ids"]
+        for settlement in entry.get("settled", ()):
+            if "count" in settlement:
+                counts[settlement["fate"]] += settlement["count"]
+                continue
+            ids = settlement["ids"] if "ids" in settlement else requests[settlement["request"]]
+            counts[settlement["fate"]] += len(ids)
+            settled_ids.update(ids)
         if kind == "sending":
             if entry.get("ids") is not None:
                 sent_ids.update(dict.fromkeys(entry["ids"]))
@@ -132,8 +139,7 @@ def replay(entries: Iterable[Mapping[str, Any]], size: int) -> Replay:
                 unanswered_count = entry.get("count") or 0
         elif kind == "answered":
             unanswered_count = 0
-        elif kind == "checkpoint":
-            checkpoints.update(entry.get("data", {}))
+        checkpoints.update(entry.get("data", {}))
     in_flight = [i for i in sent_ids if i not in settled_ids]
     settled = dict(counts)
     done = sum(settled.values())
@@ -141,6 +147,14 @@ def replay(entries: Iterable[Mapping[str, Any]], size: int) -> Replay:
     counts["unknown"] += unknown
     counts["not_carried_out"] += max(0, size - done - unknown)
     return Replay(settled, counts, in_flight, unknown, checkpoints)
+
+
+def _by_reference(settlement: dict[str, Any], sent: list[str] | None, request: int) -> dict[str, Any]:
+    """A settlement of exactly the ids a request sent names the request instead of repeating its ids
+    (a batch's 1,000 ids are written once, not twice)."""
+    if sent is not None and settlement.get("ids") == sent:
+        return {"fate": settlement["fate"], "request": request}
+    return settlement
 
 
 class Journal:
@@ -160,18 +174,23 @@ class Journal:
     @contextlib.asynccontextmanager
     async def sending(
         self, what: str, ids: Sequence[str] | None = None, count: int | None = None
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[dict[str, Any]]:
         """Around one destructive request: no cancellation lands inside it; once written as sent, the
-        request is carried through and its answer journaled whatever happens."""
+        request is carried through and its answer journaled whatever happens, with the facts the body
+        put in the yielded dict (a task id) in the same entry."""
         with anyio.CancelScope(shield=True):
             self._requests += 1
             number = self._requests
             listed = list(ids) if ids is not None else None
             await self.write("sending", request=number, what=what, ids=listed, count=count)
+            facts: dict[str, Any] = {}
             try:
-                yield
+                yield facts
             finally:
-                await self.write("answered", request=number, settled=self.ledger.drain())
+                settled = [_by_reference(s, listed, number) for s in self.ledger.drain()]
+                await self.write(
+                    "answered", request=number, settled=settled, **({"data": facts} if facts else {})
+                )
 
     async def checkpoint(self, **data: Any) -> None:
         """A fact the run may need after a crash (a task id, a call's counts)."""
@@ -383,7 +402,9 @@ class Runs:
         going, or stopped with items whose fate is unknown (in the last day)."""
         since = datetime.now(UTC).timestamp() - WARN_ABOUT_INTERRUPTED_SECONDS
         warnings = []
-        for record in await self.recent(RECENT_RUNS_CHECKED):
+        running = [RunRecord.model_validate_json(s.body) for s in await self.store.running_runs()]
+        latest = [r for r in await self.recent(RECENT_RUNS_CHECKED) if r.state != "running"]
+        for record in [*running, *latest]:
             if record.tool != tool or record.target != dict(target):
                 continue
             if record.state == "running":

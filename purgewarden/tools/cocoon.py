@@ -19,6 +19,7 @@ from purgewarden.safety.kernel import Call, Look, Observation, Operation, Run, W
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
 from purgewarden.safety.plans import Snapshot
 from purgewarden.safety.registry import Toolset
+from purgewarden.safety.runs import Journal, Replay, RunRecord
 from purgewarden.safety.state import AppState, app_state
 from purgewarden.safety.text import (
     SAMPLE_SIZE,
@@ -224,6 +225,14 @@ class EmptyRecycleBin(Operation[EmptyRecycleBinInput, Bin, EmptyRecycleBinPlan, 
         return BinWatch(
             cocoon_client(run.call.state), run.target["organisation_id"], run.observation.snapshot.members
         )
+
+    async def resume(self, state: AppState, record: RunRecord, told: Replay, journal: Journal) -> None:
+        """An empty whose server stopped once it was sent: re-read the bin; what went is carried out (what is
+        still there stays unknown: a delayed call may yet empty it)."""
+        if not told.in_flight:
+            return
+        left = {item.id for item in await whole_bin(cocoon_client(state), record.target["organisation_id"])}
+        journal.ledger.settle("carried_out", [i for i in told.in_flight if i not in left])
 
     async def execute(self, run: Run[EmptyRecycleBinInput, Bin]) -> EmptyRecycleBinOutcome:
         client = cocoon_client(run.call.state)

@@ -451,13 +451,14 @@ async def test_a_token_is_unknown_to_a_confirmations_with_another_store(
 
 
 async def test_a_token_is_asked_about_by_one_call_at_a_time(confirmations: Confirmations) -> None:
-    claims = await check(confirmations, await issue(confirmations))
-    assert not await confirmations.being_asked(claims)
+    token = await issue(confirmations)
+    claims = await check(confirmations, token)
+    assert not confirmations.being_asked(claims)
     assert await confirmations.reserve(claims)
-    assert await confirmations.being_asked(claims)
+    assert confirmations.being_asked(await check(confirmations, token))
     assert not await confirmations.reserve(claims)  # a second call may not ask about it meanwhile
     await confirmations.release(claims)  # the user said no: the token may be asked about again
-    assert not await confirmations.being_asked(claims)
+    assert not confirmations.being_asked(await check(confirmations, token))
     assert await confirmations.reserve(claims)
 
 
@@ -468,7 +469,7 @@ async def test_a_reservation_holds_across_stores_on_one_file(
     token = await issue(one)
     here, there = await check(one, token), await check(two, token)
     assert await one.reserve(here)
-    assert await two.being_asked(there)
+    assert two.being_asked(await check(two, token))
     assert not await two.reserve(there)
     await one.release(here)
     assert await two.reserve(there)
@@ -493,7 +494,9 @@ async def test_consuming_ends_the_question_and_a_used_token_cannot_be_reserved(
     claims = await check(confirmations, await issue(confirmations))
     assert await confirmations.reserve(claims)
     await confirmations.consume(claims)
-    assert not await confirmations.being_asked(claims)
+    slot = await confirmations.store.get_plan(claims.key)
+    assert slot is not None
+    assert slot.asking_until == 0
     assert not await confirmations.reserve(claims)
 
 
@@ -512,12 +515,12 @@ async def test_a_reservation_outlives_the_token_by_one_lifetime_at_most(
     assert await confirmations.reserve(claims)
     clock.now += TTL + 1
     # The answer came after the token's expiry: the question held it, so it is still honoured...
-    assert await confirmations.being_asked(claims)
+    assert confirmations.being_asked(await check(confirmations, token, asking=True))
     assert (await check(confirmations, token, asking=True)).key == claims.key
     # ...but only for the call that asked.
     assert (await refusal(confirmations, token)).reason == "expired_token"
     clock.now += TTL - 1  # one lifetime past expiry: a client that never came back holds it no longer
-    assert not await confirmations.being_asked(claims)
+    assert not confirmations.being_asked(claims)
     assert (await refusal(confirmations, token, asking=True)).reason == "expired_token"
 
 

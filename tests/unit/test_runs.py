@@ -308,7 +308,7 @@ async def test_an_answer_is_journaled_when_the_request_fails(store: SqliteStore)
         await request()
     written = without_time(await entries(store))
     assert [e["kind"] for e in written] == ["sending", "answered"]
-    assert written[1]["settled"] == [ids("unknown", "a")]
+    assert written[1]["settled"] == [{"fate": "unknown", "request": 1}]  # the request's own ids, named once
 
 
 async def test_a_cancellation_does_not_land_inside_a_request(store: SqliteStore) -> None:
@@ -329,7 +329,11 @@ async def test_a_cancellation_does_not_land_inside_a_request(store: SqliteStore)
     assert outer.cancelled_caught
     assert reached == ["answered", "after the request"]
     written = without_time(await entries(store))
-    assert written[-1] == {"kind": "answered", "request": 1, "settled": [ids("carried_out", "a")]}
+    assert written[-1] == {
+        "kind": "answered",
+        "request": 1,
+        "settled": [{"fate": "carried_out", "request": 1}],
+    }
 
 
 async def test_a_cancellation_before_the_request_is_journaled_does_not_skip_the_journal(
@@ -368,3 +372,21 @@ async def test_replaying_the_journal_gives_the_ledgers_totals(store: SqliteStore
     assert told.accounting == ledger.totals() == fates(carried_out=6, not_carried_out=1, unknown=2)
     assert told.in_flight == []
     assert told.checkpoints == {"task": "t-9"}
+
+
+async def test_a_settlement_of_part_of_a_request_lists_its_ids_and_replay_resolves_both_forms(
+    store: SqliteStore,
+) -> None:
+    ledger = Ledger()
+    journal = Journal(store, "r", ledger)
+    async with journal.sending("delete", ids=["a", "b"]):
+        ledger.settle("carried_out", ["a"])
+        ledger.settle("not_carried_out", ["b"])
+    async with journal.sending("delete", ids=["c", "d"]):
+        ledger.settle("carried_out", ["c", "d"])
+    written = without_time(await entries(store))
+    assert written[1]["settled"] == [ids("carried_out", "a"), ids("not_carried_out", "b")]
+    assert written[3]["settled"] == [{"fate": "carried_out", "request": 2}]
+    told = replay(written, size=5)
+    assert told.accounting == {"carried_out": 3, "not_carried_out": 2, "unknown": 0}
+    assert told.in_flight == []

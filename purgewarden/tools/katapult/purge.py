@@ -200,10 +200,11 @@ class PurgeAllTrashObjects(
             await run.call.progress(0, 100, "queueing the purge")
             await run.between_requests()
             lost: ApiError | None = None
-            async with run.sending("purge the whole trash", ids=approved):
+            async with run.sending("purge the whole trash", ids=approved) as answer:
                 sent = True
                 try:
                     task = await client.purge_all_trash_objects(organization_lookup(organization))
+                    answer["task"] = task.id  # journaled with the answer: a restart follows the task
                 except ApiError as error:
                     if error.fate == "not_carried_out":
                         run.ledger.settle("not_carried_out", approved, why="Katapult refused the purge")
@@ -211,7 +212,6 @@ class PurgeAllTrashObjects(
                     lost = error
             if lost is not None:
                 return await reconcile(run, client, lost)
-            await run.checkpoint(task=task.id)
             client.started_purges[organization] = task.id
             if not run.args.wait:
                 run.ledger.settle(

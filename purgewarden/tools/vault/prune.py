@@ -227,7 +227,9 @@ class Pruning:
                     )
                     break
                 await self.run.between_requests()
-                async with self.run.sending("garbage-collect archived items", count=sum(pending.values())):
+                async with self.run.sending(
+                    "garbage-collect archived items", count=sum(pending.values())
+                ) as answer:
                     try:
                         rows = await self.client.garbage_collection(
                             reason=MAINTENANCE, adhoc_reason=None, gc_filter=gc_filter
@@ -245,7 +247,7 @@ class Pruning:
                     self.calls += 1
                     step = gc_totals(rows)
                     self.count(step)
-                await self.run.checkpoint(gc_call=self.calls, deleted=step)
+                    answer.update(gc_call=self.calls, deleted=step)  # journaled with the answer
                 done, planned = sum(self.deleted.values()), self.approved
                 await self.run.call.progress(
                     min(done, planned), planned, f"{done:,} of {planned:,} items deleted"
