@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+
+import anyio
 
 
 class StoreError(Exception):
@@ -34,6 +37,18 @@ class StoredRun:
     body: str
     entries: list[str] = field(default_factory=list)
     """The journal, oldest first (only when asked for)."""
+
+
+@dataclass
+class GroupCommit:
+    """Journal entries waiting for the next write, and which writes are done or failed."""
+
+    flushing: anyio.Lock = field(default_factory=anyio.Lock)
+    queued: list[tuple[str, str]] = field(default_factory=list)
+    queued_seq: int = 0
+    flushed_seq: int = 0
+    failed: tuple[int, int, StoreError] | None = None
+    """The last failed write: the first and last sequence numbers it held, and why."""
 
 
 class Store(ABC):
@@ -68,9 +83,34 @@ class Store(ABC):
     @abstractmethod
     async def create_run(self, run_id: str, owner: str, started: float, body: str) -> None: ...
 
-    @abstractmethod
     async def journal(self, run_id: str, entry: str) -> None:
-        """Append one entry to the run's journal; returns once it is stored."""
+        """Append one entry to the run's journal; returns once it is stored, or raises the failure of the
+        write that held it. Entries queued while a write is under way go together in the next one (group
+        commit): eight batches in flight cost one round trip, not eight."""
+        group = self._group
+        group.queued_seq += 1
+        mine = group.queued_seq
+        group.queued.append((run_id, entry))
+        async with group.flushing:
+            if mine > group.flushed_seq:
+                batch, group.queued = group.queued, []
+                first, last = group.flushed_seq + 1, group.queued_seq
+                group.flushed_seq = last
+                try:
+                    await self.append_entries(batch)
+                except StoreError as error:
+                    group.failed = (first, last, error)
+                    raise
+        if group.failed is not None and group.failed[0] <= mine <= group.failed[1]:
+            raise group.failed[2]
+
+    @cached_property
+    def _group(self) -> GroupCommit:
+        return GroupCommit()
+
+    @abstractmethod
+    async def append_entries(self, entries: list[tuple[str, str]]) -> None:
+        """Append (run id, entry) pairs to their runs' journals, in order, all or none."""
 
     @abstractmethod
     async def save_run(self, run_id: str, state: str, body: str) -> None: ...

@@ -182,9 +182,11 @@ class RedisStore(Store):
         if not await self._script(self._create_run, keys, run_id, owner, repr(started), body):
             raise StoreError(f"the store at {self.url} already holds run {run_id}")
 
-    async def journal(self, run_id: str, entry: str) -> None:
-        async with self._errors():
-            await self._redis.rpush(journal_key(run_id), entry)
+    async def append_entries(self, entries: list[tuple[str, str]]) -> None:
+        async with self._errors(), self._redis.pipeline(transaction=True) as pipe:
+            for run_id, entry in entries:
+                pipe.rpush(journal_key(run_id), entry)
+            await pipe.execute()
 
     async def save_run(self, run_id: str, state: str, body: str) -> None:
         await self._script(self._save_run, [run_key(run_id), RUNNING], run_id, state, body)

@@ -156,6 +156,35 @@ async def test_a_run_keeps_its_record_and_journal_in_order(store: Store) -> None
     assert await store.get_run("missing") is None
 
 
+async def test_entries_written_at_once_are_all_stored_each_in_its_callers_order(store: Store) -> None:
+    # Group commit: whoever writes while another write is under way shares the next one; each caller
+    # returns only once its own entry is stored.
+    for run in ("a", "b"):
+        await store.create_run(run, "owner", NOW, "body")
+    returned: list[str] = []
+
+    async def writer(run: str, n: int) -> None:
+        for i in range(5):
+            await store.journal(run, f"{run}{n}-{i}")
+            stored = await store.get_run(run)
+            assert stored is not None
+            assert f"{run}{n}-{i}" in stored.entries  # stored by the time the call returned
+        returned.append(f"{run}{n}")
+
+    async with anyio.create_task_group() as group:
+        for n in range(8):
+            group.start_soon(writer, "a" if n % 2 else "b", n)
+    assert len(returned) == 8
+    for run in ("a", "b"):
+        stored = await store.get_run(run)
+        assert stored is not None
+        assert len(stored.entries) == 20
+        for n in {int(e[1]) for e in stored.entries}:  # each writer's entries in the order it wrote them
+            assert [e for e in stored.entries if e.startswith(f"{run}{n}-")] == [
+                f"{run}{n}-{i}" for i in range(5)
+            ]
+
+
 async def test_a_run_id_is_created_once(store: Store) -> None:
     await store.create_run("r1", "owner-a", NOW, "first")
 
