@@ -15,8 +15,11 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
+
+from purgewarden import __version__
 
 if TYPE_CHECKING:
     from purgewarden.sandbox import Sandbox
@@ -101,7 +104,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        help="HTTP address (default: %(default)s; another needs PURGEWARDEN_HTTP_TOKEN)",
+        help="HTTP address (default: %(default)s; another needs PURGEWARDEN_HTTP_TOKEN or OAuth)",
     )
     parser.add_argument("--port", type=_port, default=8000, help="HTTP port (default: %(default)s)")
     parser.add_argument("--read-only", action="store_true", help="serve no destructive tool at all")
@@ -144,7 +147,12 @@ def run_serve(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError) as exc:
         print(f"purgewarden serve: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    problem = audit_sink_problem(settings.audit_log, args.transport)
+    if problem is not None:
+        print(f"purgewarden serve: {problem}", file=sys.stderr)
+        return 2
     configure_logging(settings)
+    _reopen_audit_log_on_sighup()
     try:
         anyio.run(serve, settings, args.transport, args.host, args.port)
     except BindRefused as exc:
@@ -156,6 +164,36 @@ def run_serve(args: argparse.Namespace) -> int:
         if sandbox is not None:
             sandbox.stop()
     return 0
+
+
+def audit_sink_problem(audit_log: Path, transport: str) -> str | None:
+    """Why the audit log cannot go where it is configured to, or None: in stdio mode stdout is the protocol,
+    and an audit line written there would corrupt it."""
+    if transport != "stdio":
+        return None
+    if str(audit_log) == "stdout" or _is_stdout(audit_log):
+        return (
+            f"PURGEWARDEN_AUDIT_LOG={audit_log} is the MCP protocol's stream with the stdio transport; "
+            "use stderr, a file, or an HTTP transport"
+        )
+    return None
+
+
+def _is_stdout(path: Path) -> bool:
+    """True when `path` is this process's stdout under another name (/dev/stdout, /proc/self/fd/1)."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False
+
+
+def _reopen_audit_log_on_sighup() -> None:
+    """SIGHUP makes the audit file be reopened by path before its next line, so logrotate can move it."""
+    if not hasattr(signal, "SIGHUP"):  # Windows has no SIGHUP
+        return
+    from purgewarden.safety.audit import AuditLog
+
+    signal.signal(signal.SIGHUP, lambda signum, frame: AuditLog.request_reopen())
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -201,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="purgewarden",
         description="MCP server for previewed, confirmed, audited data cleanups on Katapult, Vault and Cocoon.",
     )
+    parser.add_argument("--version", action="version", version=f"purgewarden {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         command.add_arguments(subcommands.add_parser(name, help=command.help, description=command.help))

@@ -7,10 +7,13 @@ Nothing is guessed from field names, so a documented variable cannot silently go
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
@@ -59,6 +62,7 @@ class Settings(BaseModel):
     http_token: SecretStr | None = Field(None, description="Bearer token required on the MCP HTTP endpoint")
     allowed_hosts: tuple[str, ...] = Field((), description="Host headers accepted over HTTP off loopback")
     log_level: str = "WARNING"
+    log_format: Literal["text", "json"] = Field("text", description="stderr log lines: text, or JSON lines")
 
     http_timeout: float = Field(30.0, gt=0)
     retry_attempts: int = Field(5, ge=1)
@@ -69,6 +73,20 @@ class Settings(BaseModel):
     watch_interval: float = Field(
         1.0, gt=0, description="Seconds between looks at the state while an empty-everything call runs"
     )
+    oauth_audience: str | None = Field(
+        None, description="This server's resource URL as clients reach it: the audience its OAuth tokens name"
+    )
+    oauth_introspection_url: str | None = Field(
+        None, description="Ask the issuer about each token (RFC 7662) instead of verifying JWTs locally"
+    )
+    oauth_client_id: str | None = Field(
+        None, description="This server's client id at the introspection endpoint"
+    )
+    oauth_client_secret: SecretStr | None = Field(None, description="Its client secret")
+    oauth_issuer: str | None = Field(
+        None, validate_default=True, description="OAuth authorization server whose access tokens are required"
+    )
+    """Last of the OAuth settings: its validator checks them together."""
 
     @field_validator("audit_log", mode="before")
     @classmethod
@@ -84,6 +102,14 @@ class Settings(BaseModel):
     @classmethod
     def _hosts_from_text(cls, value: Any) -> Any:
         return tuple(h.strip() for h in value.split(",") if h.strip()) if isinstance(value, str) else value
+
+    @field_validator("oauth_issuer")
+    @classmethod
+    def _oauth_complete(cls, issuer: str | None, info: ValidationInfo) -> str | None:
+        problem = oauth_problem(issuer, info.data)
+        if problem is not None:
+            raise ValueError(problem)
+        return issuer
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -107,6 +133,7 @@ class Settings(BaseModel):
             self.cocoon_access_token,
             self.secret,
             self.http_token,
+            self.oauth_client_secret,
         ]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
@@ -139,6 +166,12 @@ ENVIRONMENT: Mapping[str, str] = {
     "PURGEWARDEN_VAULT_DELETE_CONCURRENCY": "vault_delete_concurrency",
     "PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY": "katapult_page_concurrency",
     "PURGEWARDEN_WATCH_INTERVAL": "watch_interval",
+    "PURGEWARDEN_LOG_FORMAT": "log_format",
+    "PURGEWARDEN_OAUTH_ISSUER": "oauth_issuer",
+    "PURGEWARDEN_OAUTH_AUDIENCE": "oauth_audience",
+    "PURGEWARDEN_OAUTH_INTROSPECTION_URL": "oauth_introspection_url",
+    "PURGEWARDEN_OAUTH_CLIENT_ID": "oauth_client_id",
+    "PURGEWARDEN_OAUTH_CLIENT_SECRET": "oauth_client_secret",
 }
 """Every environment variable the server reads, and the setting it sets. `retry_base_delay` and
 `katapult_task_poll_interval` are left out on purpose: they tune tests, not deployments."""
@@ -168,3 +201,70 @@ def parse_toolsets(text: str) -> tuple[Service, ...]:
     if unknown:
         raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(ALL_TOOLSETS)}")
     return tuple(n for n in ALL_TOOLSETS if n in names)
+
+
+def oauth_problem(issuer: str | None, given: Mapping[str, Any]) -> str | None:
+    """What is wrong with the OAuth settings taken together (`given`: the settings validated before
+    `oauth_issuer`), in words naming the variables; None when they make sense."""
+    audience = given.get("oauth_audience")
+    introspection = given.get("oauth_introspection_url")
+    client = given.get("oauth_client_id") is not None or given.get("oauth_client_secret") is not None
+    if issuer is None:
+        stray = [
+            name
+            for name, value in (
+                ("PURGEWARDEN_OAUTH_AUDIENCE", audience),
+                ("PURGEWARDEN_OAUTH_INTROSPECTION_URL", introspection),
+                ("PURGEWARDEN_OAUTH_CLIENT_ID", given.get("oauth_client_id")),
+                ("PURGEWARDEN_OAUTH_CLIENT_SECRET", given.get("oauth_client_secret")),
+            )
+            if value is not None
+        ]
+        return f"{' and '.join(stray)} need PURGEWARDEN_OAUTH_ISSUER" if stray else None
+    if given.get("http_token") is not None:
+        return (
+            "PURGEWARDEN_HTTP_TOKEN and PURGEWARDEN_OAUTH_ISSUER are both set: choose one, a static bearer "
+            "token or OAuth access tokens"
+        )
+    if audience is None:
+        return (
+            "PURGEWARDEN_OAUTH_ISSUER needs PURGEWARDEN_OAUTH_AUDIENCE: this server's resource URL as clients "
+            "reach it, e.g. https://purgewarden.example.com/mcp"
+        )
+    if introspection is not None and (
+        given.get("oauth_client_id") is None or given.get("oauth_client_secret") is None
+    ):
+        return (
+            "PURGEWARDEN_OAUTH_INTROSPECTION_URL needs PURGEWARDEN_OAUTH_CLIENT_ID and "
+            "PURGEWARDEN_OAUTH_CLIENT_SECRET (this server's client at the introspection endpoint)"
+        )
+    if introspection is None and client:
+        return (
+            "PURGEWARDEN_OAUTH_CLIENT_ID and PURGEWARDEN_OAUTH_CLIENT_SECRET are only used with "
+            "PURGEWARDEN_OAUTH_INTROSPECTION_URL"
+        )
+    for name, url in (
+        ("PURGEWARDEN_OAUTH_ISSUER", issuer),
+        ("PURGEWARDEN_OAUTH_AUDIENCE", audience),
+        ("PURGEWARDEN_OAUTH_INTROSPECTION_URL", introspection),
+    ):
+        problem = url_problem(url) if url is not None else None
+        if problem is not None:
+            return f"{name}: {problem}"
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    """An OAuth URL must be absolute, and https unless it is on loopback (where tests and tunnels live)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an absolute http(s) URL"
+    if parts.query or parts.fragment:
+        return f"{url!r} may not have a query or a fragment"
+    host = parts.hostname
+    loopback = host == "localhost"
+    with contextlib.suppress(ValueError):
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    if parts.scheme == "http" and not loopback:
+        return f"{url!r} must use https (plain http is accepted on loopback only)"
+    return None

@@ -54,6 +54,7 @@ from purgewarden.safety.human import (
 from purgewarden.safety.outcome import BeyondPlan, Ledger
 from purgewarden.safety.plans import Claims, Refusal, Snapshot, compare, describe_totals
 from purgewarden.safety.runs import Journal, LiveRun, Replay, RunRecord, now_iso
+from purgewarden.safety.scopes import principal_of
 from purgewarden.safety.state import AppState, app_state
 from purgewarden.safety.text import OutcomeOutput, PlanOutput, plural, quote
 from purgewarden.store import StoreError
@@ -86,9 +87,7 @@ class Call:
     def of(cls, ctx: Context, tool: str, service: str) -> Call:
         """The call this request makes; over OAuth, by the principal its access token speaks for (its
         subject, else the client it was issued to)."""
-        token = get_access_token()
-        principal = (token.subject or token.client_id) if token is not None else None
-        return cls(ctx, app_state(ctx), tool, service, principal=principal)
+        return cls(ctx, app_state(ctx), tool, service, principal=principal_of(get_access_token()))
 
     @property
     def settings(self) -> Settings:

@@ -22,6 +22,7 @@ from purgewarden.safety.errors import explain
 from purgewarden.safety.kernel import Call, Operation, destructive_tool, preview_tool
 from purgewarden.safety.plans import Refusal
 from purgewarden.safety.runs import RUN_URI
+from purgewarden.safety.scopes import caller_lacks
 from purgewarden.safety.text import OutcomeOutput, ToolOutput
 from purgewarden.store import StoreError
 
@@ -104,6 +105,18 @@ def run_link(run_id: str) -> ResourceLink:
     )
 
 
+def refuse_without_scope(spec: ToolSpec) -> None:
+    """Over OAuth, a caller whose access token lacks the tool's scope is refused, the scope named (the tool
+    is not in its tools/list either)."""
+    scope = caller_lacks(spec.kind, spec.service)
+    if scope is not None:
+        raise Refusal(
+            "missing_scope",
+            f"Refused: {spec.name} needs the OAuth scope {scope}, which your access token does not carry. "
+            "Nothing was done. Ask whoever runs the authorization server to grant it, then sign in again.",
+        )
+
+
 def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
     """Wrap a tool: render its text, translate `ApiError` into words, scrub secrets, audit refusals."""
 
@@ -113,6 +126,7 @@ def instrumented(spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
         scrub = call.state.redactor.scrub
 
         try:
+            refuse_without_scope(spec)
             result = await spec.fn(*args, **kwargs)
         except Refusal as refusal:
             call.audit("refused", reason=refusal.reason, message=str(refusal))

@@ -197,7 +197,7 @@ async def test_a_journal_lost_mid_run_stops_it_between_requests_with_exact_accou
             assert started["state"] == "running"
             redis.close()  # the store goes away in the middle of the run
             with anyio.fail_after(15):
-                while not [line for line in audit_lines(settings.audit_log) if line["event"] == "failed"]:
+                while not [line for line in audit_lines(settings.audit_log) if line["event"] == "failed"]:  # noqa: ASYNC110
                     await anyio.sleep(0.05)
     failed = [line for line in audit_lines(settings.audit_log) if line["event"] == "failed"]
     left = len(ids_in(sandbox, "leads", "archived"))
