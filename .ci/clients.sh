@@ -12,7 +12,7 @@ INSPECTOR=@modelcontextprotocol/inspector@2.12.0
 CONFORMANCE=@modelcontextprotocol/conformance@0.1.16
 NODE=node@22.23.3 # the Inspector needs Node >= 22.19 and the conformance runner Node 22's fs.globSync
 BUNDLE_LIMIT=$((1024 * 1024))
-TOOLS=18
+TOOLS=20
 READ_TOOLS=13
 
 work=$(mktemp -d)
