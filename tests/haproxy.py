@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from http.client import HTTPException
 from pathlib import Path
 
-from tests.redis_server import free_port
+from tests.processes import free_port
 
 ATTEMPTS = 3
 SERVED_BY = "X-Served-By"

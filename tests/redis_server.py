@@ -10,19 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.processes import free_port
+
 ATTEMPTS = 3
 
 
 def redis_binary() -> str | None:
     """The redis-server (preferred) or valkey-server on PATH, or None."""
     return shutil.which("redis-server") or shutil.which("valkey-server")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def answers_ping(port: int) -> bool:

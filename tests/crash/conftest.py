@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from purgewarden.sandbox import Sandbox
 from purgewarden.store import Store
 from purgewarden.store.redis import RedisStore
 from purgewarden.store.sqlite import SqliteStore
+from tests.processes import free_port
 from tests.redis_server import redis_binary, running_redis
 
 TASK_SECONDS = 1.0
@@ -43,13 +43,6 @@ SERVER_ENV = {
 }
 START_SECONDS = 30.0
 START_ATTEMPTS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 WARM = """

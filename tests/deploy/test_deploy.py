@@ -28,8 +28,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from purgewarden.sandbox import Fault, Sandbox
+from tests.processes import free_port
 from tests.rebinding.nginx import nginx_binary
-from tests.redis_server import free_port, redis_binary
+from tests.redis_server import redis_binary
 from tests.transports.test_transports import demo_bin_size
 
 ROOT = Path(__file__).resolve().parents[2]

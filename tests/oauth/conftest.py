@@ -27,7 +27,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from purgewarden.safety.scopes import DELETE, READ, service_scope
 from purgewarden.sandbox import Sandbox
-from tests.transports.conftest import free_port
+from tests.processes import free_port, stop
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "authorization-server.mjs"
@@ -179,15 +179,6 @@ class World:
     introspecting: Purgewarden
     """Asks issuer A about each (opaque) token."""
     wrong_audience: str
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")

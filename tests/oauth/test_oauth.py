@@ -19,19 +19,9 @@ from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextCon
 from purgewarden.safety.scopes import DELETE, READ, service_scope
 from purgewarden.sandbox import Sandbox, cocoon
 from tests.oauth.conftest import Purgewarden, World
+from tests.processes import INITIALIZE, MCP_HEADERS
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw-http", "version": "1"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 PREVIEW, EMPTY = "cocoon_preview_empty_recycle_bin", "cocoon_empty_recycle_bin"
 CANCEL_RUN, GET_RUN = "purgewarden_cancel_run", "purgewarden_get_run"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import httpx2
 import pytest
 
 from purgewarden.sandbox import Sandbox
+from tests.processes import free_port
 
 SERVE = [sys.executable, "-m", "purgewarden", "serve"]
 
@@ -36,12 +36,6 @@ def base_env(tmp_path: Path) -> dict[str, str]:
 def server_env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
     """Every service configured against the sandbox."""
     return {**base_env(tmp_path), **sandbox.server_environment()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Drain(threading.Thread):

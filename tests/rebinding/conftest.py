@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from purgewarden.sandbox import Sandbox
+from tests.processes import free_port, stop
 
 TOKEN = "rebinding-test-bearer-token-0123456789"
 
@@ -41,14 +42,6 @@ def can_bind(address: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def free_port(address: str) -> int:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((address, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def non_loopback_address() -> str | None:
@@ -127,13 +120,7 @@ def serve_on(running_sandbox: Sandbox, tmp_path: Path) -> Iterator[ServeOn]:
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

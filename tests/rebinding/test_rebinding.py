@@ -15,19 +15,9 @@ from contextlib import contextmanager
 import httpx2
 import pytest
 
+from tests.processes import INITIALIZE, MCP_HEADERS
 from tests.rebinding.conftest import TOKEN, Served, ServeOn, can_bind, non_loopback_address
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "rebinding-test", "version": "0"},
-    },
-}
-POST_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 EVIL_ORIGIN = "http://evil.example"
 
 NON_LOOPBACK = non_loopback_address()
@@ -75,7 +65,7 @@ def sse_session(served: Served, http: httpx2.Client, host: str) -> Iterator[str]
 
 
 def post(http: httpx2.Client, url: str, served: Served, **headers: str) -> httpx2.Response:
-    return http.post(url, json=INITIALIZE, headers=served.headers(**POST_HEADERS, **headers))
+    return http.post(url, json=INITIALIZE, headers=served.headers(**MCP_HEADERS, **headers))
 
 
 def assert_guarded(served: Served, right_hosts: list[str]) -> None:

@@ -17,7 +17,8 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.rebinding.conftest import ServeOn, free_port
+from tests.processes import free_port
+from tests.rebinding.conftest import ServeOn
 from tests.rebinding.nginx import nginx_binary, running_nginx
 from tests.rebinding.test_rebinding import INITIALIZE, POST_HEADERS
 

@@ -29,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from purgewarden.sandbox import Sandbox
 from tests.conftest import Elicitation
 from tests.haproxy import SERVED_BY, Balancer, haproxy_binary, running_haproxy
+from tests.processes import stop
 from tests.redis_server import redis_binary, running_redis
 
 NAMES = ("r1", "r2", "r3")
@@ -148,16 +149,6 @@ def wait_until_serving(replica: Replica) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"replica {replica.name} did not listen within 30 s") from None
             time.sleep(0.05)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from purgewarden.store import PlanSlot, Store, StoredRun, StoreError
 from purgewarden.store.redis import RedisStore
 from purgewarden.store.sqlite import SqliteStore
-from tests.redis_server import free_port
+from tests.processes import free_port
 from tests.store.conftest import OpenStore
 
 NOW = 1_000_000.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import httpx2
 import pytest
 
 from purgewarden.sandbox import Sandbox
+from tests.processes import free_port
 
 SERVER_SECRETS_ENV = ("KATAPULT_API_TOKEN", "PVAULT_API_KEY", "COCOON_ACCESS_TOKEN")
 
@@ -27,12 +27,6 @@ def server_env(sandbox: Sandbox, tmp_path: os.PathLike[str]) -> dict[str, str]:
         "PURGEWARDEN_STATE_DIR": str(tmp_path),
         "PURGEWARDEN_LOG_LEVEL": "INFO",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 HttpServer = Callable[..., str]

@@ -151,7 +151,7 @@ async def test_an_issued_token_checks_out_with_its_plan(confirmations: Confirmat
     assert claims.size == 3
     assert claims.summary == "Delete 3 items."
     assert claims.totals == {"items": 3, "bytes": 300}
-    assert claims.members == ["a", "b", "c"]
+    assert claims.snapshot.members == frozenset({"a", "b", "c"})
     assert claims.expires == 1_000_000.0 + TTL
     assert claims.key == store_key(token.token)
     assert claims.snapshot == SNAPSHOT
