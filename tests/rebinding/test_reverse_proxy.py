@@ -17,10 +17,9 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.processes import free_port
+from tests.processes import INITIALIZE, MCP_HEADERS, free_port
 from tests.rebinding.conftest import ServeOn
 from tests.rebinding.nginx import nginx_binary, running_nginx
-from tests.rebinding.test_rebinding import INITIALIZE, POST_HEADERS
 
 pytestmark = [
     pytest.mark.anyio,
@@ -52,13 +51,13 @@ async def test_a_same_host_proxy_works_with_the_allowed_hosts(
                 async with Client(streamable_http_client(url, http_client=http)) as client:
                     tools = (await client.list_tools()).tools
                 foreign = await http.post(
-                    url, json=INITIALIZE, headers={**POST_HEADERS, "Host": "evil.example"}
+                    url, json=INITIALIZE, headers={**MCP_HEADERS, "Host": "evil.example"}
                 )
             assert tools
             assert foreign.status_code == 421
             origin = f"https://{public}"
             if transport == "streamable-http":  # a browser client on the public origin is served too
-                answered = await http.post(url, json=INITIALIZE, headers={**POST_HEADERS, "Origin": origin})
+                answered = await http.post(url, json=INITIALIZE, headers={**MCP_HEADERS, "Origin": origin})
                 assert answered.status_code == 200
 
 
@@ -71,8 +70,8 @@ async def test_without_the_allowed_hosts_a_same_host_proxy_gets_421(
         async with httpx2.AsyncClient(timeout=30) as http:
             for public in (f"purgewarden.test:{port}", f"127.0.0.1:{port}"):
                 refused = await http.post(
-                    proxy + "/mcp", json=INITIALIZE, headers={**POST_HEADERS, "Host": public}
+                    proxy + "/mcp", json=INITIALIZE, headers={**MCP_HEADERS, "Host": public}
                 )
                 assert refused.status_code == 421, public
-            direct = await http.post(served.base + "/mcp", json=INITIALIZE, headers=POST_HEADERS)
+            direct = await http.post(served.base + "/mcp", json=INITIALIZE, headers=MCP_HEADERS)
             assert direct.status_code == 200
