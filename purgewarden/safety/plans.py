@@ -30,7 +30,6 @@ TOKEN_PREFIX = "pwc"
 TOKEN_BYTES = 24
 """192 random bits: a token cannot be guessed, and stays short enough to copy (36 characters)."""
 TOKEN_SHAPE = re.compile(rf"{TOKEN_PREFIX}_[A-Za-z0-9_-]{{{TOKEN_BYTES * 4 // 3}}}")
-MEMBER_SEPARATOR = "\n"
 REUSED = "Refused: this confirmation token was already used; each token works once."
 
 
@@ -95,10 +94,7 @@ class Claims(BaseModel):
     principal: str | None = None
     """Who previewed it, where the transport says (an authenticated caller)."""
     totals: dict[str, int]
-    members: str = ""
-    """The ids, sorted, one per line: one string to store and read back (100,000 ids are 3.6 MB), split into
-    a set only when the plan is consumed. An id holding a line break would split in two: the plan then no
-    longer matches the state, and the re-check refuses."""
+    members: list[str] = []
     key: str = ""
     """Where the store keeps it (a digest of the token): set on reading, never stored."""
     asking_until: float = 0.0
@@ -106,9 +102,7 @@ class Claims(BaseModel):
 
     @property
     def snapshot(self) -> Snapshot:
-        return Snapshot(
-            self.totals, frozenset(self.members.split(MEMBER_SEPARATOR)) if self.members else frozenset()
-        )
+        return Snapshot(self.totals, frozenset(self.members))
 
 
 @dataclass
@@ -157,7 +151,7 @@ class Confirmations:
             expires=now + self.ttl,
             principal=principal,
             totals=dict(snapshot.totals),
-            members=MEMBER_SEPARATOR.join(snapshot.ordered),
+            members=list(snapshot.ordered),
         )
         token = f"{TOKEN_PREFIX}_{secrets.token_urlsafe(TOKEN_BYTES)}"
         # Kept one lifetime past expiry: a question asked just before it may be answered late, and a

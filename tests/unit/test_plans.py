@@ -151,7 +151,7 @@ async def test_an_issued_token_checks_out_with_its_plan(confirmations: Confirmat
     assert claims.size == 3
     assert claims.summary == "Delete 3 items."
     assert claims.totals == {"items": 3, "bytes": 300}
-    assert claims.snapshot.members == frozenset({"a", "b", "c"})
+    assert claims.members == ["a", "b", "c"]
     assert claims.expires == 1_000_000.0 + TTL
     assert claims.key == store_key(token.token)
     assert claims.snapshot == SNAPSHOT
@@ -625,3 +625,13 @@ def test_the_digest_separates_members() -> None:
 def test_the_digest_separates_members_that_contain_the_separator() -> None:
     # Ids are API text: one id holding a NUL must not hash like two ids.
     assert Snapshot({}, frozenset({"a\0b"})).digest != Snapshot({}, frozenset({"a", "b"})).digest
+
+
+async def test_ids_with_any_characters_come_back_exactly(confirmations: Confirmations) -> None:
+    # API ids are untrusted text: line breaks, separators and quotes must not split or merge them.
+    hostile = frozenset({"a\nb", "c,d", 'e"f', "g\x00h", "\u2028", ""})
+    snapshot = Snapshot(totals={"items": len(hostile)}, members=hostile)
+    token = (await confirmations.issue(TOOL, ARGS, CREDENTIAL, snapshot, "Delete them.", len(hostile))).token
+    held = await confirmations.consume(await check(confirmations, token))
+    assert held.members == hostile
+    assert held.digest == snapshot.digest
