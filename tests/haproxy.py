@@ -15,7 +15,6 @@ import csv
 import io
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -25,7 +24,7 @@ from dataclasses import dataclass, replace
 from http.client import HTTPException
 from pathlib import Path
 
-from tests.processes import free_port
+from tests.processes import free_port, stop
 
 ATTEMPTS = 3
 SERVED_BY = "X-Served-By"
@@ -185,14 +184,3 @@ def written_pid(pid_file: Path) -> int:
             raise RuntimeError(f"haproxy wrote no pid to {pid_file}")
         time.sleep(0.02)
     return int(text.split()[0])
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the master is HAProxy's hard stop: its worker exits, connections are closed at once."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

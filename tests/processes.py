@@ -28,12 +28,12 @@ def free_port(address: str = "127.0.0.1") -> int:
         return port
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 10 s: no test leaves a process behind."""
+def stop(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds: no test leaves a process behind."""
     if process.poll() is None:
         process.terminate()
     try:
-        process.wait(timeout=10)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

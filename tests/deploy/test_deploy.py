@@ -28,7 +28,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from purgewarden.sandbox import Fault, Sandbox
-from tests.processes import free_port
+from tests.processes import free_port, stop
 from tests.rebinding.nginx import nginx_binary
 from tests.redis_server import redis_binary
 from tests.transports.test_transports import demo_bin_size
@@ -96,13 +96,7 @@ def recipe(sandbox: Sandbox, root: Path, **settings: str) -> Iterator[tuple[subp
     try:
         yield process, log
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, timeout=60)
         for pid, _ in session_members(process.pid):  # only if the recipe failed to stop what it started
             os.kill(pid, signal.SIGKILL)
 
