@@ -67,8 +67,18 @@ class Settings(BaseModel):
     http_timeout: float = Field(30.0, gt=0)
     retry_attempts: int = Field(5, ge=1)
     retry_base_delay: float = Field(0.5, ge=0)
-    vault_delete_concurrency: int = Field(8, ge=1, le=32)
-    katapult_page_concurrency: int = Field(8, ge=1, le=16)
+    vault_delete_concurrency: int = Field(
+        32,
+        ge=1,
+        le=64,
+        description="Most bulk deletes in flight; how many below it is learned from the Vault",
+    )
+    katapult_page_concurrency: int = Field(
+        16,
+        ge=1,
+        le=32,
+        description="Most Katapult reads in flight; how many below it is learned from Katapult",
+    )
     katapult_task_poll_interval: float = Field(1.0, gt=0)
     watch_interval: float = Field(
         1.0, gt=0, description="Seconds between looks at the state while an empty-everything call runs"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ import httpx2
 from pydantic import TypeAdapter, ValidationError
 
 from purgewarden.clients.errors import ApiError
+from purgewarden.clients.limits import AdaptiveLimit, Slot
 
 M = TypeVar("M")
 Params = Mapping[str, str | int | bool | list[str]]
@@ -30,6 +32,9 @@ Params = Mapping[str, str | int | bool | list[str]]
 MAX_URL_CHARS = 16_000
 """Longer URLs are refused before sending: servers and proxies in front of them start answering 414
 (or dropping the connection) somewhere past 8 KB, and a 250-id Vault lookup needs about 10,500."""
+
+PUSH_BACK = frozenset({429, 503})
+"""Statuses by which an API says it is full: requests in flight are halved (`AdaptiveLimit`)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,13 @@ class ServiceClient:
             "transport": transport,
         }
         self._client: httpx2.AsyncClient | None = None
+        self._limits: dict[str, AdaptiveLimit] = {}
+
+    def limit_for(self, kind: str, ceiling: int) -> AdaptiveLimit:
+        """The in-flight limit of one kind of request, learned over this client's life, at most `ceiling`."""
+        limit = self._limits.setdefault(kind, AdaptiveLimit(ceiling))
+        limit.bound(ceiling)
+        return limit
 
     @property
     def _http(self) -> httpx2.AsyncClient:
@@ -102,14 +114,16 @@ class ServiceClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
         adapter: TypeAdapter[M],
+        slot: Slot | None = None,
     ) -> M:
         """Send one API call, retrying as the policy allows, and return its answer parsed straight from
-        the bytes by `adapter` (a body that is not JSON or of another shape: `ApiError(kind="malformed")`)."""
+        the bytes by `adapter` (a body that is not JSON or of another shape: `ApiError(kind="malformed")`).
+        Each attempt's latency, or push-back, is reported to `slot` when the call holds one."""
         request = self._build(operation, method, path, params, json_body, headers)
         attempt = 0
         while True:
             try:
-                return self._parsed(operation, adapter, await self._send(operation, request))
+                return self._parsed(operation, adapter, await self._send(operation, request, slot))
             except ApiError as error:
                 attempt += 1
                 may_retry = error.retryable and (idempotent or error.not_carried_out)
@@ -117,13 +131,18 @@ class ServiceClient:
                     raise
                 await anyio.sleep(self.retry.delay(attempt, error))
 
-    async def _send(self, operation: str, request: httpx2.Request) -> httpx2.Response:
+    async def _send(
+        self, operation: str, request: httpx2.Request, slot: Slot | None = None
+    ) -> httpx2.Response:
         """Send one built request: a success answer, or `ApiError` whatever else happens."""
         await self._before_request()
+        sent = time.monotonic()
         try:
             response = await self._http.send(request)
         except httpx2.TimeoutException as exc:
             connect = isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
+            if slot is not None and not connect:
+                slot.overloaded()  # no answer in `timeout` seconds: as much a push-back as a 503
             raise ApiError(
                 self.service,
                 operation,
@@ -149,7 +168,12 @@ class ServiceClient:
             ) from exc
         self._after_response(response)
         if not response.is_success:
-            raise self._error_from(operation, response)
+            error = self._error_from(operation, response)
+            if slot is not None and response.status_code in PUSH_BACK:
+                slot.overloaded()
+            raise error
+        if slot is not None:
+            slot.answered(time.monotonic() - sent)
         return response
 
     def _build(

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from purgewarden.clients.base import ServiceClient
 from purgewarden.clients.errors import ApiError
+from purgewarden.clients.limits import Slot
 
 API_PREFIX = "/core/v1"
 MAX_PER_PAGE = 200
@@ -163,11 +164,13 @@ class KatapultClient(ServiceClient):
             detail if isinstance(detail, dict) else {},
         )
 
-    async def _send(self, operation: str, request: httpx2.Request) -> httpx2.Response:
+    async def _send(
+        self, operation: str, request: httpx2.Request, slot: Slot | None = None
+    ) -> httpx2.Response:
         # Counted so pacing knows how much of the reported budget is already spoken for.
         self._in_flight += 1
         try:
-            return await super()._send(operation, request)
+            return await super()._send(operation, request, slot)
         finally:
             self._in_flight -= 1
 
@@ -211,7 +214,7 @@ class KatapultClient(ServiceClient):
         ).organizations
 
     async def list_trash_objects(
-        self, organization: Mapping[str, str], *, page: int = 1, per_page: int = 30
+        self, organization: Mapping[str, str], *, page: int = 1, per_page: int = 30, slot: Slot | None = None
     ) -> TrashObjectPage:
         params: dict[str, str | int] = {
             **_query("organization", organization),
@@ -219,13 +222,20 @@ class KatapultClient(ServiceClient):
             "per_page": per_page,
         }
         return await self._call(
-            "list_trash_objects", "GET", "/organizations/_/trash_objects", params=params, adapter=_TRASH_PAGE
+            "list_trash_objects",
+            "GET",
+            "/organizations/_/trash_objects",
+            params=params,
+            adapter=_TRASH_PAGE,
+            slot=slot,
         )
 
     async def list_all_trash_objects(
         self, organization: Mapping[str, str], *, concurrency: int = 4
     ) -> list[TrashObject]:
-        """The whole trash: page 1 gives the page count, then up to `concurrency` pages are fetched at once.
+        """The whole trash: page 1 gives the page count, then pages are fetched at once, as many as the
+        API takes without queueing them (`AdaptiveLimit`, learned over this client's life), at most
+        `concurrency`.
 
         Objects are returned in the API's order, without duplicates (a page can shift while it is read).
         Without a page count (`large_set`), workers go on until a page comes back short.
@@ -237,12 +247,19 @@ class KatapultClient(ServiceClient):
             last = 1
         next_page = 2
 
+        limit = self.limit_for("list_trash_objects", concurrency)
+
         async def worker() -> None:
             nonlocal next_page, last
             while last is None or next_page <= last:
-                number = next_page
-                next_page += 1
-                found = await self.list_trash_objects(organization, page=number, per_page=MAX_PER_PAGE)
+                async with limit.slot() as slot:
+                    if last is not None and next_page > last:
+                        return  # a short page ended the trash while this worker waited for its place
+                    number = next_page
+                    next_page += 1
+                    found = await self.list_trash_objects(
+                        organization, page=number, per_page=MAX_PER_PAGE, slot=slot
+                    )
                 pages[number] = found.trash_objects
                 if len(found.trash_objects) < MAX_PER_PAGE and (last is None or number < last):
                     last = number
@@ -281,11 +298,11 @@ class KatapultClient(ServiceClient):
             await self._call("get_task", "GET", "/tasks/_", params={"task[id]": task_id}, adapter=_TASK)
         ).task
 
-    async def get_bucket(self, region: str, name: str) -> Bucket:
+    async def get_bucket(self, region: str, name: str, *, slot: Slot | None = None) -> Bucket:
         params = {"object_storage_cluster[region]": region, "bucket[name]": name}
         return (
             await self._call(
-                "get_bucket", "GET", "/object_storage/_/buckets/_", params=params, adapter=_BUCKET
+                "get_bucket", "GET", "/object_storage/_/buckets/_", params=params, adapter=_BUCKET, slot=slot
             )
         ).object_storage_bucket
 

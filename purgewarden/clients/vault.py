@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from purgewarden.clients.base import ServiceClient
+from purgewarden.clients.limits import Slot
 
 API_PREFIX = "/api/pvlt/1.0"
 
@@ -227,6 +228,7 @@ class VaultClient(ServiceClient):
         adhoc_reason: str | None = None,
         archived: bool = False,
         tenants: Sequence[str] | None = None,
+        slot: Slot | None = None,
     ) -> BulkDeleteResult:
         """Delete up to the max page size of objects in one all-or-nothing call (never re-sent blindly)."""
         params: dict[str, str | int | bool | list[str]] = dict(_reason(reason, adhoc_reason))
@@ -241,6 +243,7 @@ class VaultClient(ServiceClient):
             headers=_tenants(tenants),
             idempotent=False,
             adapter=_BULK,
+            slot=slot,
         )
 
     async def garbage_collection(

@@ -168,13 +168,13 @@ async def read_buckets(call: Call, keys: list[str], *, skip_missing: bool) -> li
     client = katapult_client(call.state)
     found: dict[str, BucketFacts] = {}
     failures: list[str] = []
-    limiter = anyio.CapacityLimiter(call.settings.katapult_page_concurrency)
+    limit = client.limit_for("get_bucket", call.settings.katapult_page_concurrency)
 
     async def read(key: str) -> None:
         region, name = key.split("/", 1)
-        async with limiter:
+        async with limit.slot() as slot:
             try:
-                found[key] = BucketFacts.of(region, name, await client.get_bucket(region, name))
+                found[key] = BucketFacts.of(region, name, await client.get_bucket(region, name, slot=slot))
             except ApiError as error:
                 if not (skip_missing and error.code == "object_storage_bucket_not_found"):
                     failures.append(f"Bucket {quote(key)}: {call.explain(error)}")

@@ -17,6 +17,7 @@ import anyio
 from pydantic import BaseModel
 
 from purgewarden.clients.errors import ApiError, Fate
+from purgewarden.clients.limits import Slot
 from purgewarden.clients.vault import BulkDeleteResult, VaultClient
 from purgewarden.safety.kernel import Run
 from purgewarden.safety.outcome import MAY_YET_HAPPEN, after_read_back
@@ -133,8 +134,8 @@ class Deletion:
         return self.run.ledger.counts["unknown"]
 
     async def delete_all(self) -> None:
-        """Every batch, `concurrency` at a time; whatever is not sent (a stop, a cancellation) is settled
-        as not carried out."""
+        """Every batch, as many at a time as the Vault takes without queueing them (at most
+        `concurrency`); whatever is not sent (a stop, a cancellation) is settled as not carried out."""
         pending = enumerate(chunks(self.ids, self.batch_size), start=1)
         try:
             async with anyio.create_task_group() as group:
@@ -146,19 +147,25 @@ class Deletion:
                 self.settle("not_carried_out", batch, "not_attempted")
 
     async def worker(self, pending: Iterator[tuple[int, Sequence[str]]]) -> None:
+        limit = self.client.limit_for("delete_objects", self.concurrency)
         while True:
-            await self.run.between_requests()
-            if self.stop_error is not None:
-                return
-            item = next(pending, None)
-            if item is None:
-                return
-            number, batch = item
-            async with self.run.sending(f"delete batch {number}", ids=batch):  # finishes, and is settled
-                await self.send(number, batch)
+            async with limit.slot() as slot:
+                await self.run.between_requests()
+                if self.stop_error is not None:
+                    return
+                item = next(pending, None)
+                if item is None:
+                    return
+                number, batch = item
+                async with self.run.sending(f"delete batch {number}", ids=batch):  # finishes, and is settled
+                    await self.send(number, batch, slot)
             total = len(self.ids)
             settled = self.run.ledger.settled
-            await self.run.call.progress(settled, total, f"{self.deleted:,} of {total:,} deleted")
+            await self.run.call.progress(
+                settled,
+                total,
+                f"{self.deleted:,} of {total:,} deleted ({limit.limit} batches in flight at most)",
+            )
 
     def settle(self, fate: Fate, ids: Sequence[str], word: str, why: str = "") -> None:
         """Record what became of `ids`: `fate` in the ledger, `word` (and why) in the per-id outcomes."""
@@ -168,7 +175,7 @@ class Deletion:
             for object_id in ids:
                 self.outcome_of[object_id] = said
 
-    async def send(self, number: int, batch: Sequence[str], *, resent: bool = False) -> None:
+    async def send(self, number: int, batch: Sequence[str], slot: Slot, *, resent: bool = False) -> None:
         args = self.run.args
         try:
             result = await self.client.delete_objects(
@@ -177,6 +184,7 @@ class Deletion:
                 reason=args.reason,
                 adhoc_reason=args.adhoc,
                 archived=self.target.archived,
+                slot=slot,
             )
         except ApiError as error:
             if error.fate == "unknown":
@@ -195,7 +203,7 @@ class Deletion:
             self.vanish([i for i in batch if i in gone])
             rest = [i for i in batch if i not in gone]
             if rest:
-                await self.send(number, rest, resent=True)
+                await self.send(number, rest, slot, resent=True)
             return
         reason, per_id = bulk_failure(result)
         self.refused(number, batch, reason, per_id)

@@ -154,7 +154,8 @@ class DeleteObjects(Operation[DeleteObjectsInput, Resolved, DeleteObjectsPlan, D
         if batches > 1:
             warnings.append(
                 f"The Vault deletes at most {settings.pvault_max_page_size:,} objects per call, each call all or "
-                f"nothing; this takes {batches} calls, run {settings.vault_delete_concurrency} at a time."
+                f"nothing; this takes {batches} calls, run as many at a time as the Vault takes without queueing them "
+                f"(at most {settings.vault_delete_concurrency})."
             )
         return warnings, {
             "selection": selection_text(target.arguments()),
