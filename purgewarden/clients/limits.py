@@ -2,28 +2,29 @@
 
 The right number depends on the API's capacity, which no setting can know: a fixed 8 leaves a fast
 Vault idle and doubles the queue of a busy one. `AdaptiveLimit` starts low and decides once per round
-(a limit's worth of answers to requests sent since the last change: one round trip), TCP-style:
+(a limit's worth of answers to requests sent since the last change: about one round trip):
 
-- **Floor.** The round's mean latency is compared with the lowest round mean seen (the API unloaded
-  by us). While it stays within `GROW_BELOW` of that floor, more in flight means more throughput: in slow
-  start the limit grows by half each round, then by one.
-- **Queueing.** Above `SHRINK_ABOVE` requests are waiting on the API's side (its workers are full), so
-  the limit is cut to what would bring latency back to the floor (a gradient, at most by half).
-- **Overload.** A 429 or 503 halves the limit at once, and ends slow start.
+- **Slow start.** While the round's mean latency stays within `GROW_BELOW` of the lowest round mean
+  seen (the API unloaded by us), the limit grows by half each round.
+- **Hill climbing.** Then it moves one step at a time and keeps a step only if it paid: throughput
+  (requests in flight / latency, Little's law) must rise by at least `GAIN_SHARE` of the step's share
+  (11 → 12 must gain 2.3 %), and a step down is kept when it costs less than that. A step that did not
+  pay is undone, and the other direction is tried after `HOLD_ROUNDS`. Where the API queues requests
+  (its workers are full), more in flight only adds latency, so the limit settles at the knee: every
+  worker busy, nothing waiting. Where latency rises only because a round trip is being overlapped,
+  throughput still rises, and so does the limit.
+- **Overload.** A 429, a 503 or a timeout halves the limit at once and forgets what was measured.
 
 Growth waits for a round the limit was actually used in (no growing while a run's tail is idle). The
-floor is reset by what a limit of 1 measures, where nothing of ours can queue, so a network that became
-slower is learned rather than read as a queue for ever.
-The limit persists with the client, so a server that has learned its API starts the next run there.
+limit persists with the client, so a server that has learned its API starts the next run there.
 `LimitPolicy` is the arithmetic alone (tested without a loop); `AdaptiveLimit` adds the gate.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -32,11 +33,14 @@ import anyio
 INITIAL_LIMIT = 4
 """Where an API not seen yet starts: low, as a newcomer to a shared database should."""
 GROW_BELOW = 1.05
-"""Round latency / floor under which the API is not queueing our requests (noise allowed)."""
-SHRINK_ABOVE = 1.25
-"""Round latency / floor over which requests are queueing on the API's side: back off."""
+"""Round latency / floor under which slow start goes on: the API is not queueing our requests."""
 SLOW_START_GROWTH = 1.5
-"""Per round while nothing has pushed back; its overshoot is at most this factor in latency."""
+"""Per round while latency stays at its floor; its overshoot is at most this factor in load."""
+GAIN_SHARE = 0.25
+"""A step up is kept when throughput rises by at least this share of the step (and one down when it
+falls by less): more in flight must buy more work done, not only a longer queue."""
+HOLD_ROUNDS = 4
+"""Rounds spent at a limit after undoing a step, before trying the other way."""
 OVERLOAD_CUT = 0.5
 
 
@@ -45,21 +49,27 @@ class LimitPolicy:
     """The limit's arithmetic: fed answers (latency, epoch, slots in use when sent), it moves the limit."""
 
     ceiling: int
-    limit: float = INITIAL_LIMIT
+    limit: int = INITIAL_LIMIT
     slow_start: bool = True
     floor: float | None = None
-    """Lowest round mean seen: the API's answer time when we are not queueing on it."""
+    """Lowest round mean latency seen: the API's answer time when we are not queueing on it."""
     epoch: int = 0
     """Bumped at every change; only answers to requests sent at the current limit decide the next."""
+    rates: dict[int, float] = field(default_factory=dict)
+    """Throughput measured at each limit (requests per second, averaged over its rounds)."""
+    stepped_from: int | None = None
+    """The limit before the step being judged; None when the current limit is not on trial."""
+    hold: int = 0
+    probe_up: bool = True
     _round: list[float] = field(default_factory=list)
     _busiest: int = 0
 
     def __post_init__(self) -> None:
-        self.limit = float(min(max(1, self.ceiling), self.limit))
+        self.limit = min(max(1, self.ceiling), max(1, self.limit))
 
     @property
     def allowed(self) -> int:
-        return max(1, int(self.limit))
+        return self.limit
 
     def answered(self, seconds: float, *, epoch: int, in_use: int) -> None:
         """One answer that was not a push-back, `seconds` after its request was sent."""
@@ -67,37 +77,69 @@ class LimitPolicy:
             return
         self._round.append(seconds)
         self._busiest = max(self._busiest, in_use)
-        if len(self._round) >= self.allowed:
+        if len(self._round) >= self.limit:
             self._decide()
 
     def overloaded(self, *, epoch: int) -> None:
-        """A 429 or 503: the API says it is full. Once per round, however many say so."""
+        """A 429, 503 or timeout: the API says it is full. Once per round, however many say so."""
         if epoch != self.epoch:
             return
         self.slow_start = False
-        self._change(self.limit * OVERLOAD_CUT)
+        self.rates.clear()  # measured under other conditions
+        self.hold = HOLD_ROUNDS
+        self.probe_up = True
+        self._change(int(self.limit * OVERLOAD_CUT), judged=False)
 
     def _decide(self) -> None:
         latency = statistics.fmean(self._round)
-        if self.floor is None or latency < self.floor or self.allowed == 1:
-            self.floor = latency  # at 1 nothing of ours can queue: this is the API unloaded, now
-        ratio = latency / self.floor
-        used = self._busiest >= self.allowed - 1
-        if ratio > SHRINK_ABOVE:
-            self.slow_start = False
-            self._change(self.limit * max(OVERLOAD_CUT, 1 / ratio))
-        elif ratio < GROW_BELOW and used:
-            grown = self.limit * SLOW_START_GROWTH if self.slow_start else self.limit + 1
-            self._change(max(grown, self.limit + 1))
-        elif ratio >= GROW_BELOW and self.slow_start:
-            self.slow_start = False
-            self._change(self.limit)
+        used = self._busiest >= self.limit - 1
+        self._round.clear()
+        self._busiest = 0
+        if self.floor is None or latency < self.floor:
+            self.floor = latency
+        if not used:
+            return  # the limit was not reached: this round says nothing about a bigger one
+        rate = self.limit / latency
+        seen = self.rates.get(self.limit)
+        self.rates[self.limit] = rate if seen is None else (seen + rate) / 2
+        if self.slow_start:
+            if latency < self.floor * GROW_BELOW and self.limit < self.ceiling:
+                self._change(max(self.limit + 1, int(self.limit * SLOW_START_GROWTH)), judged=True)
+                return
+            self.slow_start = False  # queueing began (or the ceiling): one step at a time from here
+        before = self.stepped_from
+        if before is not None:
+            self._judge(before)
+        elif self.hold > 0:
+            self.hold -= 1
         else:
-            self._round.clear()
-            self._busiest = 0
+            self._probe()
 
-    def _change(self, limit: float) -> None:
-        self.limit = min(float(self.ceiling), max(1.0, limit))
+    def _judge(self, before: int) -> None:
+        """Keep the step from `before` to the current limit if it paid, else undo it and wait."""
+        change = self.rates[self.limit] / self.rates[before] - 1
+        share = self.limit / before - 1
+        if change >= GAIN_SHARE * share:  # (both negative for a step down: it lost less than its share)
+            self._probe()  # it paid: go on the same way
+            return
+        self.probe_up = self.limit < before  # next time, try the other way
+        self.hold = HOLD_ROUNDS
+        self._change(before, judged=False)
+
+    def _probe(self) -> None:
+        up = self.probe_up if self.stepped_from is None else self.limit > self.stepped_from
+        target = self.limit + 1 if up else self.limit - 1
+        if not 1 <= target <= self.ceiling:
+            self.probe_up = not up
+            self.stepped_from = None
+            return
+        self.probe_up = up
+        self._change(target, judged=True)
+
+    def _change(self, limit: int, *, judged: bool) -> None:
+        previous = self.limit
+        self.limit = min(self.ceiling, max(1, limit))
+        self.stepped_from = previous if judged and self.limit != previous else None
         self.epoch += 1
         self._round.clear()
         self._busiest = 0
@@ -122,9 +164,8 @@ class Slot:
 class AdaptiveLimit:
     """A gate that lets `policy.allowed` requests through at once, in arrival order."""
 
-    def __init__(self, ceiling: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ceiling: int) -> None:
         self.policy = LimitPolicy(ceiling)
-        self.clock = clock
         self.in_flight = 0
         self._waiting: deque[anyio.Event] = deque()
 
@@ -136,7 +177,7 @@ class AdaptiveLimit:
         """A new upper bound (settings can change between runs); what was learned below it is kept."""
         if ceiling != self.policy.ceiling:
             self.policy.ceiling = ceiling
-            self.policy.limit = min(self.policy.limit, float(ceiling))
+            self.policy.limit = min(self.policy.limit, ceiling)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
