@@ -11,10 +11,11 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from purgewarden.sandbox import Fault, Sandbox, Service
+from purgewarden.sandbox import Capacity, Fault, Sandbox, Service
 from purgewarden.sandbox.control import Backend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,8 @@ def _commands(sandbox: Sandbox) -> dict[str, Callable[..., Any]]:
         }
         backends[service].reset()
         sandbox.faults[service].clear()
+        if service in sandbox.throttles:
+            sandbox.throttles[service].reset()
 
     def vault_build(collection: str, n: int) -> int:
         return len(sandbox.vault.build_large(collection, n))
@@ -47,6 +50,13 @@ def _commands(sandbox: Sandbox) -> dict[str, Callable[..., Any]]:
     def cocoon_build(n: int) -> int:
         return len(sandbox.cocoon.build_large_bin(sandbox.endpoints["cocoon"].credential, n))
 
+    def vault_capacity(fields: dict[str, Any] | None) -> dict[str, int]:
+        capacity = None if fields is None else Capacity.model_validate(fields)
+        return asdict(sandbox.set_capacity("vault", capacity))
+
+    def vault_capacity_stats() -> dict[str, int]:
+        return asdict(sandbox.capacity_stats("vault"))
+
     def latency(service: Service, seconds: float, path: str | None) -> None:
         sandbox.faults[service].clear()
         if seconds:
@@ -59,6 +69,8 @@ def _commands(sandbox: Sandbox) -> dict[str, Callable[..., Any]]:
         "katapult_build": katapult_build,
         "katapult_rate_limit": katapult_rate_limit,
         "cocoon_build": cocoon_build,
+        "vault_capacity": vault_capacity,
+        "vault_capacity_stats": vault_capacity_stats,
         "latency": latency,
     }
 
@@ -146,6 +158,14 @@ class Emulators:
 
     def cocoon_build(self, n: int) -> int:
         return int(self.call("cocoon_build", n))
+
+    def vault_capacity(self, off: None = None, /, **fields: float) -> dict[str, int]:
+        """Give the Vault emulator a database's limits (`Capacity` fields, e.g. `workers=4`), or none with
+        `vault_capacity(None)`; returns its counters: served, rejected (429), max_queue, busy, waiting."""
+        return dict(self.call("vault_capacity", fields or None))
+
+    def vault_capacity_stats(self) -> dict[str, int]:
+        return dict(self.call("vault_capacity_stats"))
 
     def latency(self, service: Service, seconds: float, path: str | None = None) -> None:
         """Delay every matching request by `seconds` (0 clears): a network round trip the loopback lacks."""

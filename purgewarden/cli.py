@@ -60,15 +60,44 @@ def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="seed for the fault injectors' random choices (default: %(default)s)",
     )
+    capacity = parser.add_argument_group(
+        "vault capacity",
+        "give the Vault emulator a database's limits (off unless --vault-workers is set; values not given "
+        "take the emulator's defaults, printed at start)",
+    )
+    capacity.add_argument("--vault-workers", type=int, metavar="N", help="requests served at once")
+    capacity.add_argument(
+        "--vault-item-ms", type=float, metavar="MS", help="milliseconds a deleted item holds a worker"
+    )
+    capacity.add_argument(
+        "--vault-queue", type=int, metavar="N", help="requests that may wait for a worker; the rest get 429"
+    )
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
     """Serve the three emulators with demo data until Ctrl-C or SIGTERM."""
-    from purgewarden.sandbox import SERVICES, Sandbox, Service
+    from pydantic import ValidationError
 
+    from purgewarden.sandbox import SERVICES, Capacity, Sandbox, Service
+
+    options = {  # Capacity field: (option, value given)
+        "workers": ("--vault-workers", args.vault_workers),
+        "item_seconds": (
+            "--vault-item-ms",
+            None if args.vault_item_ms is None else args.vault_item_ms / 1000,
+        ),
+        "queue_limit": ("--vault-queue", args.vault_queue),
+    }
+    given = {field: value for field, (_, value) in options.items() if value is not None}
+    try:  # unset fields take the model's defaults; no option at all leaves the capacity model off
+        capacity = Capacity.model_validate(given) if given else None
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"purgewarden sandbox: {options[str(error['loc'][0])][0]}: {error['msg']}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     with _stopping_on_signals(stop):
-        sandbox = Sandbox(seed=args.seed)
+        sandbox = Sandbox(seed=args.seed, vault_capacity=capacity)
         ports: dict[Service, int] = {service: getattr(args, f"{service}_port") for service in SERVICES}
         try:
             sandbox.start(ports, host=args.host)
@@ -78,6 +107,8 @@ def run_sandbox(args: argparse.Namespace) -> int:
             return 1
         try:
             print(describe_sandbox(sandbox), flush=True)
+            if capacity is not None:
+                print(f"# vault capacity: {capacity.model_dump_json()}", flush=True)
             stop.wait()
         finally:
             sandbox.stop()

@@ -1,7 +1,7 @@
 """Local emulators of the Katapult, Piiano Vault and Cocoon Data APIs (the embedded default).
 
-`Sandbox` is the Python API: it owns one backend per service, a shared clock and a fault injector
-per emulator, and serves them on loopback with `start()`.
+`Sandbox` is the Python API: it owns one backend per service, a shared clock, a fault injector per
+emulator and the Vault's capacity model (off unless given), and serves them on loopback with `start()`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Literal
 
 from purgewarden.sandbox import cocoon, katapult, vault
+from purgewarden.sandbox.capacity import Capacity, CapacityStats, Throttle
 from purgewarden.sandbox.clock import Clock
 from purgewarden.sandbox.control import instrument
 from purgewarden.sandbox.faults import Fault, FaultInjector
@@ -31,13 +32,21 @@ class Endpoint:
 class Sandbox:
     """All three emulators with deterministic demo data; a context manager that serves them on loopback."""
 
-    def __init__(self, seed: int = 0, *, katapult_rate_limit: int = 1000, task_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        katapult_rate_limit: int = 1000,
+        task_seconds: float = 2.0,
+        vault_capacity: Capacity | None = None,
+    ) -> None:
         self.clock = Clock()
         self.katapult = katapult.KatapultBackend(
             self.clock, rate_limit=katapult_rate_limit, task_seconds=task_seconds
         )
         self.vault = vault.VaultBackend(self.clock)
         self.cocoon = cocoon.CocoonBackend(self.clock)
+        self.throttles: dict[Service, Throttle] = {"vault": Throttle(vault_capacity)}
         self.faults: dict[Service, FaultInjector] = {
             "katapult": instrument(
                 katapult.create_app(self.katapult),
@@ -47,7 +56,14 @@ class Sandbox:
                 seed,
                 {"X-Api-Schema": "json-error"},  # injected errors carry the header real ones do
             ),
-            "vault": instrument(vault.create_app(self.vault), self.vault, self.clock, vault.error_body, seed),
+            "vault": instrument(
+                vault.create_app(self.vault, self.throttles["vault"]),
+                self.vault,
+                self.clock,
+                vault.error_body,
+                seed,
+                throttle=self.throttles["vault"],
+            ),
             "cocoon": instrument(
                 cocoon.create_app(self.cocoon), self.cocoon, self.clock, cocoon.error_body, seed
             ),
@@ -88,13 +104,31 @@ class Sandbox:
     def inject(self, service: Service, fault: Fault) -> None:
         self.faults[service].add(fault)
 
+    def set_capacity(self, service: Service, capacity: Capacity | None) -> CapacityStats:
+        """Give an emulator a capacity model (None: none) for requests arriving from now on; returns its
+        counters so far. Only the Vault has one."""
+        throttle = self._throttle(service)
+        throttle.set(capacity)
+        return throttle.stats()
+
+    def capacity_stats(self, service: Service) -> CapacityStats:
+        return self._throttle(service).stats()
+
+    def _throttle(self, service: Service) -> Throttle:
+        throttle = self.throttles.get(service)
+        if throttle is None:
+            raise ValueError(f"the {service} emulator has no capacity model")
+        return throttle
+
     def reset(self) -> None:
-        """Back to the demo data, no faults, the real time."""
+        """Back to the demo data, no faults, no capacity model, the real time."""
         self.clock.reset()
         for backend in (self.katapult, self.vault, self.cocoon):
             backend.reset()
         for injector in self.faults.values():
             injector.clear()
+        for throttle in self.throttles.values():
+            throttle.reset()
 
     def stop(self) -> None:
         for server in self._servers.values():
@@ -111,4 +145,4 @@ class Sandbox:
         self.stop()
 
 
-__all__ = ["SERVICES", "Endpoint", "Fault", "Sandbox", "Service"]
+__all__ = ["SERVICES", "Capacity", "CapacityStats", "Endpoint", "Fault", "Sandbox", "Service"]

@@ -1,4 +1,5 @@
-"""The sandbox's control plane: `/_sandbox/...` routes beside each emulator (faults, reset, clock).
+"""The sandbox's control plane: `/_sandbox/...` routes beside each emulator (faults, reset, clock, and
+the capacity model where the emulator has one).
 
 Like moto's `moto_api`, test controls live apart from the emulated API, so nothing here can be
 mistaken for a vendor endpoint and fault injection never touches them.
@@ -6,7 +7,9 @@ mistaken for a vendor endpoint and fault injection never touches them.
 
 from __future__ import annotations
 
-from typing import Protocol
+import json
+from dataclasses import asdict
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -15,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from purgewarden.sandbox.capacity import Capacity, Throttle
 from purgewarden.sandbox.clock import Clock
 from purgewarden.sandbox.faults import ErrorBodyFactory, Fault, FaultInjector
 
@@ -31,8 +35,10 @@ def instrument(
     error_body: ErrorBodyFactory,
     seed: int = 0,
     error_headers: dict[str, str] | None = None,
+    throttle: Throttle | None = None,
 ) -> FaultInjector:
-    """Put the control routes beside `api` and wrap both in a fault injector."""
+    """Put the control routes beside `api` and wrap both in a fault injector; with `throttle` (the
+    emulator's capacity model) also `/_sandbox/capacity`."""
     injector: FaultInjector
 
     async def list_faults(request: Request) -> Response:
@@ -42,7 +48,7 @@ def instrument(
         try:
             fault = Fault.model_validate_json(await request.body())
         except ValidationError as exc:
-            return JSONResponse({"error": "invalid fault", "detail": exc.errors(include_url=False)}, 400)
+            return _invalid("fault", exc)
         injector.add(fault)
         return JSONResponse(fault.model_dump(), 201)
 
@@ -54,6 +60,8 @@ def instrument(
     async def reset(request: Request) -> Response:
         backend.reset()
         injector.clear()
+        if throttle is not None:
+            throttle.reset()
         return Response(status_code=204)
 
     async def advance_clock(request: Request) -> Response:
@@ -61,15 +69,52 @@ def instrument(
         clock.advance(float(body["seconds"]))
         return JSONResponse({"now": clock.now()})
 
-    app = Starlette(
-        routes=[
-            Route("/_sandbox/faults", list_faults, methods=["GET"]),
-            Route("/_sandbox/faults", add_fault, methods=["POST"]),
-            Route("/_sandbox/faults", clear_faults, methods=["DELETE"]),
-            Route("/_sandbox/reset", reset, methods=["POST"]),
-            Route("/_sandbox/clock", advance_clock, methods=["POST"]),
-            Mount("", app=api),
-        ]
-    )
+    routes = [
+        Route("/_sandbox/faults", list_faults, methods=["GET"]),
+        Route("/_sandbox/faults", add_fault, methods=["POST"]),
+        Route("/_sandbox/faults", clear_faults, methods=["DELETE"]),
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+        Route("/_sandbox/clock", advance_clock, methods=["POST"]),
+    ]
+    if throttle is not None:
+        routes += _capacity_routes(throttle)
+    app = Starlette(routes=[*routes, Mount("", app=api)])
     injector = FaultInjector(app, error_body, seed, error_headers)
     return injector
+
+
+def _capacity_routes(throttle: Throttle) -> list[Route]:
+    """`/_sandbox/capacity`: GET the setting and counters, PUT a `Capacity` as JSON, DELETE to turn it off."""
+
+    def state() -> dict[str, Any]:
+        capacity = throttle.capacity
+        return {
+            "capacity": capacity.model_dump() if capacity is not None else None,
+            "stats": asdict(throttle.stats()),
+        }
+
+    async def get_capacity(request: Request) -> Response:
+        return JSONResponse(state())
+
+    async def set_capacity(request: Request) -> Response:
+        try:
+            capacity = Capacity.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid("capacity", exc)
+        throttle.set(capacity)
+        return JSONResponse(state())
+
+    async def clear_capacity(request: Request) -> Response:
+        throttle.set(None)
+        return Response(status_code=204)
+
+    return [
+        Route("/_sandbox/capacity", get_capacity, methods=["GET"]),
+        Route("/_sandbox/capacity", set_capacity, methods=["PUT"]),
+        Route("/_sandbox/capacity", clear_capacity, methods=["DELETE"]),
+    ]
+
+
+def _invalid(what: str, exc: ValidationError) -> Response:
+    """400 naming what was wrong; through pydantic's JSON, since a body that is not JSON is kept as bytes."""
+    return JSONResponse({"error": f"invalid {what}", "detail": json.loads(exc.json(include_url=False))}, 400)

@@ -38,6 +38,11 @@ Chosen behaviours, where the Vault docs are silent:
   (seed 002: "how many objects and tokens are available for deletion"), so a caller can size the whole
   job before repeating the capped real call. In-memory mode → 405 PV1026.
 - Unknown paths → 404 PV1004-style body; a known path with another method → 405 PV1012-style body.
+- Capacity (off by default; `sandbox/capacity.py`): every API route but health holds one of the
+  database's workers for its cost. Reads, searches, counts, dry-run GC and invalid requests cost the
+  base; a delete also costs per item (bulk: its ids, single: 1, GC: what it deleted) and pays before it
+  changes anything, GC after. With every worker busy and the queue full → 429 PV1000 "This request
+  exceeds the rate limits. Try again later." with Retry-After, and nothing happens.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from purgewarden.sandbox.capacity import Overloaded, Throttle, Worker
 from purgewarden.sandbox.vault.state import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -330,6 +336,11 @@ async def _vault_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(_error_json(exc), STATUS_OF_CODE.get(exc.code, 500))
 
 
+async def _overloaded(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Overloaded)
+    return JSONResponse(error_body(429), 429, headers={"Retry-After": f"{exc.retry_after:g}"})
+
+
 async def _routing_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
@@ -342,10 +353,26 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
 # --- routes ---
 
 Handler = Callable[[Request], Awaitable[Response]]
+Deleter = Callable[[Request, Worker], Awaitable[Response]]
 
 
-def create_app(backend: VaultBackend) -> Starlette:
-    """The Vault API routes over `backend` (the sandbox adds its control routes and faults around them)."""
+def create_app(backend: VaultBackend, throttle: Throttle | None = None) -> Starlette:
+    """The Vault API routes over `backend`, each holding a worker of `throttle` (the capacity model;
+    none by default). The sandbox adds its control routes and faults around them."""
+    throttle = throttle or Throttle()
+
+    def deletes(handler: Deleter) -> Handler:
+        """Hold a worker for the request; the handler charges the items it deletes."""
+
+        async def held(request: Request) -> Response:
+            async with throttle.worker() as worker:
+                return await handler(request, worker)
+
+        return held
+
+    def reads(handler: Handler) -> Handler:
+        """Hold a worker for the base cost only."""
+        return deletes(lambda request, _: handler(request))
 
     def authorize(request: Request, *capabilities: Capability) -> frozenset[str] | None:
         """Check the key and its capabilities; return the tenants the request may touch."""
@@ -420,23 +447,23 @@ def create_app(backend: VaultBackend) -> Starlette:
         )
         return JSONResponse(_page_json(page, view))
 
-    async def delete_objects(request: Request) -> Response:
+    async def delete_objects(request: Request, worker: Worker) -> Response:
         tenants = authorize(request, Capability.DATA_WRITER, Capability.DATA_DELETER)
         _check_reason(request.query_params)
         options = _options(request.query_params, "archived")
         backend.get_collection(request.path_params["collection"])
+        ids = _bulk_ids(await _json_body(request))
+        await worker.spend(len(ids))
         result = backend.delete_objects(
-            request.path_params["collection"],
-            _bulk_ids(await _json_body(request)),
-            archived="archived" in options,
-            tenants=tenants,
+            request.path_params["collection"], ids, archived="archived" in options, tenants=tenants
         )
         return JSONResponse(_bulk_json(result))
 
-    async def delete_object_by_id(request: Request) -> Response:
+    async def delete_object_by_id(request: Request, worker: Worker) -> Response:
         tenants = authorize(request, Capability.DATA_WRITER, Capability.DATA_DELETER)
         _check_reason(request.query_params)
         options = _options(request.query_params, "archived")
+        await worker.spend(1)
         backend.delete_object_by_id(
             request.path_params["collection"],
             request.path_params["object_id"],
@@ -445,7 +472,7 @@ def create_app(backend: VaultBackend) -> Starlette:
         )
         return Response(status_code=200)
 
-    async def garbage_collection(request: Request) -> Response:
+    async def garbage_collection(request: Request, worker: Worker) -> Response:
         authorize(request, Capability.SYSTEM_ADMIN)
         params = request.query_params
         _check_reason(params)
@@ -453,7 +480,9 @@ def create_app(backend: VaultBackend) -> Starlette:
         gc_filter = _GC_FILTERS.get(requested)
         if gc_filter is None:
             raise invalid(f"unknown filter {requested!r}.", filter=requested)
-        rows = backend.garbage_collection(gc_filter, dry_run=_bool(params, "dry_run"))
+        dry_run = _bool(params, "dry_run")
+        rows = backend.garbage_collection(gc_filter, dry_run=dry_run)
+        await worker.spend(0 if dry_run else sum(r.count for r in rows))
         return JSONResponse(
             [
                 {"collection_name": r.collection_name, "collection_type": r.collection_type, "count": r.count}
@@ -463,17 +492,21 @@ def create_app(backend: VaultBackend) -> Starlette:
 
     objects = API_PREFIX + "/data/collections/{collection}"
     routes: list[tuple[str, str, Handler]] = [
-        ("GET", API_PREFIX + "/data/info/health", data_health),
-        ("GET", API_PREFIX + "/ctl/collections", list_collections),
-        ("GET", objects + "/objects", list_objects),
-        ("GET", objects + "/objects/{object_id}", get_object_by_id),
-        ("DELETE", objects + "/objects/{object_id}", delete_object_by_id),
-        ("GET", objects + "/count/objects", count_objects),
-        ("POST", objects + "/query/objects", search_objects),
-        ("DELETE", objects + "/bulk/objects", delete_objects),
-        ("POST", API_PREFIX + "/system/admin/lifecycle/gc", garbage_collection),
+        ("GET", API_PREFIX + "/data/info/health", data_health),  # a probe: never queued behind work
+        ("GET", API_PREFIX + "/ctl/collections", reads(list_collections)),
+        ("GET", objects + "/objects", reads(list_objects)),
+        ("GET", objects + "/objects/{object_id}", reads(get_object_by_id)),
+        ("DELETE", objects + "/objects/{object_id}", deletes(delete_object_by_id)),
+        ("GET", objects + "/count/objects", reads(count_objects)),
+        ("POST", objects + "/query/objects", reads(search_objects)),
+        ("DELETE", objects + "/bulk/objects", deletes(delete_objects)),
+        ("POST", API_PREFIX + "/system/admin/lifecycle/gc", deletes(garbage_collection)),
     ]
     return Starlette(
         routes=[Route(path, handler, methods=[method]) for method, path, handler in routes],
-        exception_handlers={VaultError: _vault_error, HTTPException: _routing_error},
+        exception_handlers={
+            VaultError: _vault_error,
+            Overloaded: _overloaded,
+            HTTPException: _routing_error,
+        },
     )
