@@ -8,6 +8,8 @@ state and injects latency through a small command set.
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -57,6 +59,16 @@ def _commands(sandbox: Sandbox) -> dict[str, Callable[..., Any]]:
     def vault_capacity_stats() -> dict[str, int]:
         return asdict(sandbox.capacity_stats("vault"))
 
+    def vault_capacity_window() -> dict[str, float]:
+        window = sandbox.capacity_window("vault")
+        seconds = sorted(window.delete_seconds)
+        return {
+            "served": window.served,
+            "rejected": window.rejected,
+            "p50": statistics.median(seconds) if seconds else 0.0,
+            "p99": seconds[min(len(seconds) - 1, math.ceil(0.99 * len(seconds)) - 1)] if seconds else 0.0,
+        }
+
     def latency(service: Service, seconds: float, path: str | None) -> None:
         sandbox.faults[service].clear()
         if seconds:
@@ -71,6 +83,7 @@ def _commands(sandbox: Sandbox) -> dict[str, Callable[..., Any]]:
         "cocoon_build": cocoon_build,
         "vault_capacity": vault_capacity,
         "vault_capacity_stats": vault_capacity_stats,
+        "vault_capacity_window": vault_capacity_window,
         "latency": latency,
     }
 
@@ -166,6 +179,11 @@ class Emulators:
 
     def vault_capacity_stats(self) -> dict[str, int]:
         return dict(self.call("vault_capacity_stats"))
+
+    def vault_capacity_window(self) -> dict[str, float]:
+        """Served and refused (429) requests since the last window, and the median and 99th percentile of
+        each delete's time in the database (waiting + served); then a new window starts."""
+        return dict(self.call("vault_capacity_window"))
 
     def latency(self, service: Service, seconds: float, path: str | None = None) -> None:
         """Delay every matching request by `seconds` (0 clears): a network round trip the loopback lacks."""

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Literal
 
 from purgewarden.sandbox import cocoon, katapult, vault
-from purgewarden.sandbox.capacity import Capacity, CapacityStats, Throttle
+from purgewarden.sandbox.capacity import Capacity, CapacityStats, CapacityWindow, Throttle
 from purgewarden.sandbox.clock import Clock
 from purgewarden.sandbox.control import instrument
 from purgewarden.sandbox.faults import Fault, FaultInjector
@@ -114,6 +114,10 @@ class Sandbox:
     def capacity_stats(self, service: Service) -> CapacityStats:
         return self._throttle(service).stats()
 
+    def capacity_window(self, service: Service) -> CapacityWindow:
+        """The counters since the last window, then zero (`Throttle.window`)."""
+        return self._throttle(service).window()
+
     def _throttle(self, service: Service) -> Throttle:
         throttle = self.throttles.get(service)
         if throttle is None:
@@ -145,4 +149,13 @@ class Sandbox:
         self.stop()
 
 
-__all__ = ["SERVICES", "Capacity", "CapacityStats", "Endpoint", "Fault", "Sandbox", "Service"]
+__all__ = [
+    "SERVICES",
+    "Capacity",
+    "CapacityStats",
+    "CapacityWindow",
+    "Endpoint",
+    "Fault",
+    "Sandbox",
+    "Service",
+]

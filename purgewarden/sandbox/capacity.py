@@ -19,9 +19,10 @@ faster; a real database saturates, then queues, then refuses. `Throttle` enforce
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +64,17 @@ class CapacityStats:
     waiting: int
 
 
+@dataclass(frozen=True)
+class CapacityWindow:
+    """What one stretch of traffic did to the database: requests served and refused, the longest queue,
+    and each served delete's time in it (waiting for a worker plus being served)."""
+
+    served: int
+    rejected: int
+    max_queue: int
+    delete_seconds: tuple[float, ...]
+
+
 class Overloaded(Exception):
     """Every worker is busy and the queue is full: the request was refused and changed nothing."""
 
@@ -80,6 +92,7 @@ class _Counters:
     max_queue: int = 0
     busy: int = 0
     waiting: int = 0
+    delete_seconds: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -101,8 +114,10 @@ class Worker:
 
     def __init__(self, item_seconds: float) -> None:
         self._item_seconds = item_seconds
+        self.items = 0
 
     async def spend(self, items: int) -> None:
+        self.items += items
         if self._item_seconds and items:
             await anyio.sleep(self._item_seconds * items)
 
@@ -140,6 +155,14 @@ class Throttle:
         c = self._setting.counters
         return CapacityStats(c.served, c.rejected, c.max_queue, c.busy, c.waiting)
 
+    def window(self) -> CapacityWindow:
+        """The counters since the last window (or set), then zero: what one client's run did to the
+        database. Requests still under way count toward the window they arrived in."""
+        with self._lock:
+            ended = self._setting.counters
+            self._setting = _Setting(self._setting.pool, _Counters())
+        return CapacityWindow(ended.served, ended.rejected, ended.max_queue, tuple(ended.delete_seconds))
+
     @asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
         """Wait for a worker and pay the base cost; raise `Overloaded` at once when the queue is full."""
@@ -149,6 +172,7 @@ class Throttle:
             yield _FREE
             return
         capacity, workers = pool.capacity, pool.workers
+        arrived = time.monotonic()
         queued = workers.value == 0
         if queued:
             if workers.statistics().tasks_waiting >= capacity.queue_limit:
@@ -162,10 +186,13 @@ class Throttle:
             if queued:
                 counters.waiting -= 1
         counters.busy += 1
+        worker = Worker(capacity.item_seconds)
         try:
             await anyio.sleep(capacity.request_seconds)
-            yield Worker(capacity.item_seconds)
+            yield worker
         finally:
             counters.busy -= 1
             counters.served += 1
+            if worker.items:
+                counters.delete_seconds.append(time.monotonic() - arrived)
             workers.release()

@@ -258,3 +258,26 @@ def test_bad_capacity_options_are_refused_before_anything_starts(
 ) -> None:
     assert main(["sandbox", *argv]) == 2
     assert f"purgewarden sandbox: {error}" in capsys.readouterr().err
+
+
+def test_a_window_tells_each_deletes_time_in_the_database_then_starts_again(
+    sandbox: Sandbox, vault: httpx2.Client, background: ThreadPoolExecutor
+) -> None:
+    work = batches(sandbox, 3, 5)
+    sandbox.set_capacity("vault", Capacity(workers=1, queue_limit=5, request_seconds=0, item_seconds=0.02))
+    vault.get("/data/collections/capacity/count/objects", params=REASON)  # a read: served, not a delete
+    futures = [background.submit(bulk_delete, vault, work[0])]
+    wait_until(sandbox, busy=1)
+    for n in (1, 2):
+        futures.append(background.submit(bulk_delete, vault, work[n]))
+        wait_until(sandbox, waiting=n)
+    assert [f.result().status_code for f in futures] == [200, 200, 200]
+
+    window = sandbox.capacity_window("vault")
+    assert (window.served, window.rejected, window.max_queue) == (4, 0, 2)
+    # each waited for the ones before it: its time in the database includes their work
+    first, second, third = window.delete_seconds
+    assert 0 < first < second < third
+    assert third > 2 * first
+    again = sandbox.capacity_window("vault")
+    assert (again.served, again.delete_seconds) == (0, ())
