@@ -1,18 +1,19 @@
 """How many requests of one kind a client keeps in flight: found by watching the API, not configured.
 
 The right number depends on the API's capacity, which no setting can know: a fixed 8 leaves a fast
-Vault idle and doubles the queue of a busy one. `AdaptiveLimit` starts low and decides once per round
-(a limit's worth of answers to requests sent since the last change: about one round trip):
+Vault idle and doubles the queue of a busy one. `AdaptiveLimit` starts low and climbs the throughput
+hill, deciding once per round (a limit's worth of answers to requests sent since the last change:
+about one round trip):
 
-- **Slow start.** While the round's mean latency stays within `GROW_BELOW` of the lowest round mean
-  seen (the API unloaded by us), the limit grows by half each round.
-- **Hill climbing.** Then it moves one step at a time and keeps a step only if it paid: throughput
-  (requests in flight / latency, Little's law) must rise by at least `GAIN_SHARE` of the step's share
-  (11 → 12 must gain 2.3 %), and a step down is kept when it costs less than that. A step that did not
-  pay is undone, and the other direction is tried after `HOLD_ROUNDS`. Where the API queues requests
-  (its workers are full), more in flight only adds latency, so the limit settles at the knee: every
-  worker busy, nothing waiting. Where latency rises only because a round trip is being overlapped,
-  throughput still rises, and so does the limit.
+- **A step is kept only if it paid.** Throughput is requests in flight / mean latency (Little's law).
+  A step up must raise it by at least `GAIN_SHARE` of the step's own share (11 → 12 must gain 3.2 %);
+  a step down is kept when it costs less than that. A step that did not pay is undone, and the other
+  direction is tried after `HOLD_ROUNDS`. Where the API queues requests (its workers are full), more in
+  flight only adds latency, so the limit settles at the knee: every worker busy, nothing waiting. Where
+  latency rises because a round trip is being overlapped, throughput still rises, and so does the limit.
+- **Steps.** Slow start multiplies the limit by `SLOW_START_GROWTH` until a step fails to pay; after
+  that a step up is 1, doubling while steps keep paying, up to an eighth of the limit (capacity that
+  grew is found in a few rounds, without leaping past the knee).
 - **Overload.** A 429, a 503 or a timeout halves the limit at once and forgets what was measured.
 
 Growth waits for a round the limit was actually used in (no growing while a run's tail is idle). The
@@ -32,11 +33,9 @@ import anyio
 
 INITIAL_LIMIT = 4
 """Where an API not seen yet starts: low, as a newcomer to a shared database should."""
-GROW_BELOW = 1.05
-"""Round latency / floor under which slow start goes on: the API is not queueing our requests."""
 SLOW_START_GROWTH = 1.5
-"""Per round while latency stays at its floor; its overshoot is at most this factor in load."""
-GAIN_SHARE = 0.25
+"""Per round until a step fails to pay; its overshoot is at most this factor in load, for one round."""
+GAIN_SHARE = 0.35
 """A step up is kept when throughput rises by at least this share of the step (and one down when it
 falls by less): more in flight must buy more work done, not only a longer queue."""
 HOLD_ROUNDS = 4
@@ -51,16 +50,16 @@ class LimitPolicy:
     ceiling: int
     limit: int = INITIAL_LIMIT
     slow_start: bool = True
-    floor: float | None = None
-    """Lowest round mean latency seen: the API's answer time when we are not queueing on it."""
     epoch: int = 0
     """Bumped at every change; only answers to requests sent at the current limit decide the next."""
     rates: dict[int, float] = field(default_factory=dict)
     """Throughput measured at each limit (requests per second, averaged over its rounds)."""
     stepped_from: int | None = None
-    """The limit before the step being judged; None when the current limit is not on trial."""
+    """The limit before the step on trial; None when the current limit is not on trial."""
     hold: int = 0
     probe_up: bool = True
+    step: int = 1
+    """The next step up after slow start: doubles while steps pay, back to 1 when one does not."""
     _round: list[float] = field(default_factory=list)
     _busiest: int = 0
 
@@ -88,49 +87,54 @@ class LimitPolicy:
         self.rates.clear()  # measured under other conditions
         self.hold = HOLD_ROUNDS
         self.probe_up = True
+        self.step = 1
         self._change(int(self.limit * OVERLOAD_CUT), judged=False)
 
     def _decide(self) -> None:
-        latency = statistics.fmean(self._round)
+        # The later half: the first answers after a change come before the queue it causes has built up.
+        latency = statistics.fmean(self._round[len(self._round) // 2 :])
         used = self._busiest >= self.limit - 1
         self._round.clear()
         self._busiest = 0
-        if self.floor is None or latency < self.floor:
-            self.floor = latency
         if not used:
-            return  # the limit was not reached: this round says nothing about a bigger one
+            return  # the limit was not reached: this round says nothing about it
         rate = self.limit / latency
         seen = self.rates.get(self.limit)
         self.rates[self.limit] = rate if seen is None else (seen + rate) / 2
-        if self.slow_start:
-            if latency < self.floor * GROW_BELOW and self.limit < self.ceiling:
-                self._change(max(self.limit + 1, int(self.limit * SLOW_START_GROWTH)), judged=True)
-                return
-            self.slow_start = False  # queueing began (or the ceiling): one step at a time from here
         before = self.stepped_from
         if before is not None:
             self._judge(before)
         elif self.hold > 0:
             self.hold -= 1
         else:
-            self._probe()
+            self._step(up=self.probe_up)
 
     def _judge(self, before: int) -> None:
-        """Keep the step from `before` to the current limit if it paid, else undo it and wait."""
+        """Go on the same way if the step from `before` paid; else undo it, and later try the other way."""
+        up = self.limit > before
         change = self.rates[self.limit] / self.rates[before] - 1
         share = self.limit / before - 1
         if change >= GAIN_SHARE * share:  # (both negative for a step down: it lost less than its share)
-            self._probe()  # it paid: go on the same way
+            if up and not self.slow_start:
+                self.step = min(self.step * 2, max(1, self.limit // 8))
+            self._step(up=up)
             return
-        self.probe_up = self.limit < before  # next time, try the other way
+        self.slow_start = False
+        self.step = 1
+        self.probe_up = not up
         self.hold = HOLD_ROUNDS
         self._change(before, judged=False)
 
-    def _probe(self) -> None:
-        up = self.probe_up if self.stepped_from is None else self.limit > self.stepped_from
-        target = self.limit + 1 if up else self.limit - 1
-        if not 1 <= target <= self.ceiling:
-            self.probe_up = not up
+    def _step(self, *, up: bool) -> None:
+        if up:
+            grown = int(self.limit * SLOW_START_GROWTH) if self.slow_start else self.limit + self.step
+            target = min(self.ceiling, max(self.limit + 1, grown))
+        else:
+            target = self.limit - 1
+        if target == self.limit or target < 1:
+            self.probe_up = not up  # at the ceiling or at 1: the next probe goes the other way
+            self.step = 1
+            self.hold = HOLD_ROUNDS
             self.stepped_from = None
             return
         self.probe_up = up

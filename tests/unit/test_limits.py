@@ -109,7 +109,9 @@ def test_it_finds_a_capacity_limited_apis_workers_without_queueing_on_it() -> No
     assert max(settled) <= 15
     # throughput: close to all 12 workers busy all the time (slow start included)
     assert 2_000 / seconds >= 0.9 * 12 / api.service
-    assert p99(api.latencies) <= 1.5 * api.unloaded()
+    settled_latencies = api.latencies[len(api.latencies) // 4 :]
+    assert p99(settled_latencies) <= 1.5 * api.unloaded()  # a good citizen once it knows the API
+    assert max(api.latencies) <= 2 * api.unloaded()  # and while it finds out: one round past the knee
     assert api.rejected < 2_000 * 0.01
 
 
@@ -132,7 +134,7 @@ def test_an_api_with_room_to_spare_gets_the_ceiling() -> None:
     assert max(api.limits) == 32
 
 
-def test_it_starts_low_and_grows_by_half_a_round_in_slow_start() -> None:
+def test_it_starts_low_and_grows_by_half_a_round_while_steps_pay() -> None:
     policy = LimitPolicy(ceiling=64)
     assert policy.allowed == INITIAL_LIMIT
     for _ in range(INITIAL_LIMIT - 1):
@@ -141,7 +143,6 @@ def test_it_starts_low_and_grows_by_half_a_round_in_slow_start() -> None:
     policy.answered(0.1, epoch=0, in_use=INITIAL_LIMIT)
     assert policy.allowed == int(INITIAL_LIMIT * 1.5)
     assert policy.slow_start
-    assert policy.floor == 0.1
 
 
 def a_round(policy: LimitPolicy, latency: float) -> None:
@@ -177,6 +178,24 @@ def test_a_step_down_that_costs_nothing_is_kept() -> None:
     assert policy.allowed == 8
     a_round(policy, 0.1)  # 80/s: a real loss, so back to 9
     assert policy.allowed == 9
+
+
+def test_slow_start_ends_with_its_first_step_that_did_not_pay_undone() -> None:
+    policy = LimitPolicy(ceiling=64, limit=8)
+    a_round(policy, 0.1)  # 80/s
+    assert policy.allowed == 12
+    a_round(policy, 0.15)  # 80/s at 12: the API's workers were full at 8
+    assert policy.allowed == 8
+    assert not policy.slow_start
+
+
+def test_steps_up_grow_while_they_pay_but_never_leap_past_an_eighth() -> None:
+    policy = LimitPolicy(ceiling=64, limit=32, slow_start=False)
+    limits = [policy.allowed]
+    for _ in range(6):
+        a_round(policy, 0.1)  # throughput proportional to the limit: every step pays
+        limits.append(policy.allowed)
+    assert limits == [32, 33, 35, 39, 43, 48, 54]
 
 
 def test_a_429_halves_it_once_per_round_and_ends_slow_start() -> None:
