@@ -164,6 +164,17 @@ class Slot:
     def overloaded(self) -> None:
         self.gate.policy.overloaded(epoch=self.epoch)
 
+    async def pause(self, seconds: float) -> None:
+        """Wait `seconds` before another attempt without holding the place, then queue for one again
+        (first in line): a retry goes out under the limit as it is then, so a 429 storm cannot feed
+        itself with retries of requests the lowered limit no longer allows."""
+        self.gate.release()
+        try:
+            await anyio.sleep(seconds)
+        finally:
+            await self.gate.acquire(first=True)
+        self.epoch, self.in_use = self.gate.policy.epoch, self.gate.in_flight
+
 
 class AdaptiveLimit:
     """A gate that lets `policy.allowed` requests through at once, in arrival order."""
@@ -185,25 +196,34 @@ class AdaptiveLimit:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
-        if self.in_flight >= self.limit or self._waiting:
-            event = anyio.Event()
-            self._waiting.append(event)
-            try:
-                await event.wait()
-            except BaseException:
-                if event in self._waiting:
-                    self._waiting.remove(event)
-                elif event.is_set():
-                    self.in_flight -= 1  # a place was handed to us: pass it on
-                    self.wake()
-                raise
-        else:
-            self.in_flight += 1
+        await self.acquire()
         try:
             yield Slot(self, self.policy.epoch, self.in_flight)
         finally:
-            self.in_flight -= 1
-            self.wake()
+            self.release()
+
+    async def acquire(self, *, first: bool = False) -> None:
+        """A place in flight, waiting in arrival order (or at the head of the line) while none is free."""
+        if self.in_flight < self.limit and not self._waiting:
+            self.in_flight += 1
+            return
+        event = anyio.Event()
+        if first:
+            self._waiting.appendleft(event)
+        else:
+            self._waiting.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event in self._waiting:
+                self._waiting.remove(event)
+            elif event.is_set():
+                self.release()  # a place was handed to us: pass it on
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self.wake()
 
     def wake(self) -> None:
         """Hand free places to the longest waiting (a place handed over is counted as taken)."""

@@ -294,3 +294,29 @@ def test_a_new_ceiling_bounds_what_was_learned() -> None:
     assert gate.limit == 8
     gate.bound(64)
     assert gate.limit == 8  # learned, not raised by the setting
+
+
+async def test_a_paused_slot_gives_its_place_away_and_comes_back_first_in_line() -> None:
+    gate = AdaptiveLimit(ceiling=1)
+    gate.policy.limit = 1
+    order: list[str] = []
+
+    async def retrying() -> None:
+        async with gate.slot() as slot:
+            order.append("first try")
+            await slot.pause(0.05)  # a 429: wait without the place
+            order.append("retry")
+
+    async def other(name: str) -> None:
+        async with gate.slot():
+            order.append(name)
+            await anyio.sleep(0.1)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(retrying)
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(other, "took the place meanwhile")
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(other, "queued behind")
+    assert order == ["first try", "took the place meanwhile", "retry", "queued behind"]
+    assert gate.in_flight == 0
