@@ -36,8 +36,8 @@ def run_suite(scale: Scale) -> report.Run:
     started = time.monotonic()
     load_before = os.getloadavg()
     default = default_delete_concurrency()
-    if scale.concurrency_levels[0] != 1 or default not in scale.concurrency_levels:
-        raise ValueError("the concurrency levels must start at 1 and include the default")
+    if scale.concurrency_levels[0] != 1:
+        raise ValueError("the concurrency levels must start at 1 (one batch at a time is a baseline)")
     sizes = Sizes()
     figures: list[Figure] = []
     sweeps: list[bulk.Sweep] = []
@@ -62,18 +62,21 @@ def run_suite(scale: Scale) -> report.Run:
         figures += measured
         preview_runs = {}
         for condition in bulk.CONDITIONS:
-            log(f"P3 previews ({condition})")
-            preview_runs[condition] = anyio.run(
-                bulk.previews, emulators, environment, scale, sizes, condition
-            )
-            log(f"P2 bulk delete ({condition}), concurrency {scale.concurrency_levels}")
+            if condition in bulk.PREVIEW_CONDITIONS:
+                log(f"P3 previews ({condition})")
+                preview_runs[condition] = anyio.run(
+                    bulk.previews, emulators, environment, scale, sizes, condition
+                )
+            levels = scale.capacity_levels if condition == "capacity" else scale.concurrency_levels
+            log(f"P2 bulk delete ({condition}), hand-written at {levels}")
             sweep = anyio.run(bulk.bulk_delete, emulators, environment, scale, sizes, condition)
             sweeps.append(sweep)
             measured = [
                 *findings.delete_figures(sweep, default, scale),
                 findings.end_to_end_figure(sweep, default, scale),
-                *findings.preview_figures(preview_runs[condition], sweep, default, scale),
             ]
+            if condition in preview_runs:
+                measured += findings.preview_figures(preview_runs[condition], sweep, default, scale)
             announce(measured)
             figures += measured
         log("profiles")
@@ -140,12 +143,15 @@ def main() -> int:
         output: Path = args.output or (Path(scratch) if args.smoke else ROOT) / "BENCHMARKS.md"
         run = run_suite(scale)
         in_repository = output.resolve() == ROOT / "BENCHMARKS.md"
-        plot_path = (
-            ROOT / "bench" / "p2-concurrency.png" if in_repository else output.with_name("p2-concurrency.png")
-        )
-        drawn = report.write(run, output, plot_path)
+        plots = ROOT / "bench" if in_repository else output.parent
+        drawn = report.write(run, output, plots / "p2-concurrency.png", plots / "p2-adaptive.png")
         log(
-            f"wrote {output}" + (f" and {drawn}" if drawn else " (no plot: matplotlib is in the bench group)")
+            f"wrote {output}"
+            + (
+                f" and {', '.join(map(str, drawn))}"
+                if drawn
+                else " (no plots: matplotlib is in the bench group)"
+            )
         )
         if args.smoke:
             print(output.read_text())

@@ -1,13 +1,16 @@
 """Big-data figures: P2 bulk delete (with its concurrency sweep), P3 large previews, P5 memory and sizes.
 
-Two conditions: `loopback` (the sandbox as it is: no network between the processes) and `network`
-(every request to the emulator delayed by a fixed round trip, what a real deployment always has and
-what concurrency exists to hide).
+Three conditions for P2: `loopback` (the sandbox as it is: no network between the processes),
+`network` (every request to the emulator delayed by a fixed round trip, what a real deployment always
+has and what concurrency exists to hide) and `capacity` (a Vault whose database serves a fixed number
+of requests at once, queues the rest and refuses beyond its queue, as a real one does: more in flight
+than it serves only lengthens its queue). P3 runs in the first two.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,14 +32,18 @@ from bench.harness import (
     vault_http,
 )
 
-Condition = Literal["loopback", "network"]
-CONDITIONS: tuple[Condition, ...] = ("loopback", "network")
+Condition = Literal["loopback", "network", "capacity"]
+CONDITIONS: tuple[Condition, ...] = ("loopback", "network", "capacity")
+PREVIEW_CONDITIONS: tuple[Condition, ...] = ("loopback", "network")
+VAULT_CAPACITY = {"workers": 12, "request_seconds": 0.002, "item_seconds": 0.0002, "queue_limit": 12}
+"""The capacity condition's database: 12 workers, a 1,000-id batch costs 0.2 s of one, 12 may wait."""
 COLLECTION = "bench_bulk"
 """A collection of its own, so the demo data never mixes into the counts."""
 MAX_PAGE_SIZE = 1000
 KATAPULT_ORGANIZATION = "acme"
-WIDE_PAGE_CONCURRENCY = 8
-"""P3's second server (PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY), to show what more pages in flight buy."""
+SERIAL_PAGE_CONCURRENCY = 1
+"""P3's second server (PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY): the tool one page at a time, to tell its
+own work per object from what pages in flight buy."""
 
 
 # --- P2: bulk delete --------------------------------------------------------------------------------
@@ -44,10 +51,12 @@ WIDE_PAGE_CONCURRENCY = 8
 
 @dataclass
 class Arm:
-    """Timings of one way of deleting at one concurrency: resolving the ids, then deleting them."""
+    """Timings of one way of deleting at one concurrency: resolving the ids, then deleting them; in the
+    capacity condition also what the database saw of the deleting (429s, its batch latencies)."""
 
     resolve: list[float] = field(default_factory=list)
     delete: list[float] = field(default_factory=list)
+    database: list[DatabaseView] = field(default_factory=list)
 
     def delete_rate(self, n: int) -> float:
         return n / median(self.delete)
@@ -56,15 +65,35 @@ class Arm:
         return n / median([r + d for r, d in zip(self.resolve, self.delete, strict=True)])
 
 
+@dataclass(frozen=True)
+class DatabaseView:
+    """The capacity-limited Vault's counters over one delete: requests served and refused (429), and its
+    time per bulk delete (waiting for a worker + being served), median and 99th percentile."""
+
+    served: int
+    rejected: int
+    p50: float
+    p99: float
+
+
+@dataclass
+class Timeline:
+    """One destructive call as its progress told it: (seconds into the call, objects settled, the
+    in-flight limit the server had then)."""
+
+    points: list[tuple[float, int, int]] = field(default_factory=list)
+
+
 @dataclass
 class Sweep:
-    """P2 at every concurrency level, in one condition: the tools and the hand-written client."""
+    """P2 in one condition: the tool at default settings, and the hand-written client at every level."""
 
     condition: Condition
     n: int
-    tool: dict[int, Arm] = field(default_factory=dict)
+    tool: Arm = field(default_factory=Arm)
     hand: dict[int, Arm] = field(default_factory=dict)
-    peak_rss: dict[int, float] = field(default_factory=dict)
+    peak_rss: float = 0.0
+    timelines: list[Timeline] = field(default_factory=list)
 
 
 async def hand_list_ids(http: httpx2.AsyncClient, collection: str) -> list[str]:
@@ -90,20 +119,25 @@ def batches(ids: Sequence[str]) -> Iterator[Sequence[str]]:
 
 
 async def hand_delete(http: httpx2.AsyncClient, collection: str, ids: Sequence[str], concurrency: int) -> int:
-    """Max-size all-or-nothing batches, `concurrency` at a time, each answer checked; returns ids deleted."""
+    """Max-size all-or-nothing batches, `concurrency` at a time, each answer checked, a 429 sent again
+    after its Retry-After (it deleted nothing); returns ids deleted."""
     pending = batches(ids)
     deleted = 0
 
     async def worker() -> None:
         nonlocal deleted
         for batch in pending:
-            response = await http.request(
-                "DELETE",
-                f"/data/collections/{collection}/bulk/objects",
-                params={"reason": "Maintenance"},
-                content=json.dumps([{"id": object_id} for object_id in batch]),
-                headers={"Content-Type": "application/json"},
-            )
+            while True:
+                response = await http.request(
+                    "DELETE",
+                    f"/data/collections/{collection}/bulk/objects",
+                    params={"reason": "Maintenance"},
+                    content=json.dumps([{"id": object_id} for object_id in batch]),
+                    headers={"Content-Type": "application/json"},
+                )
+                if response.status_code != 429:
+                    break
+                await anyio.sleep(float(response.headers.get("retry-after", "1")))
             response.raise_for_status()
             if not response.json()["ok"]:
                 raise AssertionError("a hand-written bulk delete was refused")
@@ -115,18 +149,39 @@ async def hand_delete(http: httpx2.AsyncClient, collection: str, ids: Sequence[s
     return deleted
 
 
-async def tool_rep(client: Client, emulators: Emulators, n: int, sizes: Sizes, arm: Arm) -> None:
+LIMIT_IN_PROGRESS = re.compile(r"\((\d+) batches in flight")
+
+
+async def tool_rep(
+    client: Client,
+    emulators: Emulators,
+    n: int,
+    sizes: Sizes,
+    arm: Arm,
+    timeline: Timeline | None = None,
+    *,
+    capacity: bool = False,
+) -> None:
     emulators.vault_build(COLLECTION, n)
     label = f"{n:,} Vault objects"
     started = time.perf_counter()
     plan = await call(client, "vault_preview_delete_objects", {"collection": COLLECTION}, sizes, label)
     previewed = time.perf_counter()
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        found = LIMIT_IN_PROGRESS.search(message or "")
+        if timeline is not None and found:
+            timeline.points.append((time.perf_counter() - previewed, int(progress), int(found.group(1))))
+
+    if capacity:
+        emulators.vault_capacity_window()
     outcome = await call(
         client,
         "vault_delete_objects",
         {"collection": COLLECTION, "confirm": plan["confirmation_token"]},
         sizes,
         label,
+        progress,
     )
     done = time.perf_counter()
     left = emulators.vault_count(COLLECTION)
@@ -136,17 +191,23 @@ async def tool_rep(client: Client, emulators: Emulators, n: int, sizes: Sizes, a
         )
     arm.resolve.append(previewed - started)
     arm.delete.append(done - previewed)
+    if capacity:
+        arm.database.append(database_view(emulators))
 
 
 async def hand_rep(
-    http: httpx2.AsyncClient, emulators: Emulators, n: int, concurrency: int, arm: Arm
+    http: httpx2.AsyncClient, emulators: Emulators, n: int, concurrency: int, arm: Arm, capacity: bool
 ) -> None:
     emulators.vault_build(COLLECTION, n)
     started = time.perf_counter()
     ids = await hand_list_ids(http, COLLECTION)
     listed = time.perf_counter()
+    if capacity:
+        emulators.vault_capacity_window()
     deleted = await hand_delete(http, COLLECTION, ids, concurrency)
     done = time.perf_counter()
+    if capacity:
+        arm.database.append(database_view(emulators))
     left = emulators.vault_count(COLLECTION)
     if len(ids) != n or deleted != n or left:
         raise AssertionError(f"P2 hand-written run: listed {len(ids)}, deleted {deleted}, {left} left of {n}")
@@ -154,36 +215,44 @@ async def hand_rep(
     arm.delete.append(done - listed)
 
 
+def database_view(emulators: Emulators) -> DatabaseView:
+    """What the capacity-limited Vault saw since the last window: its counters and delete latencies."""
+    window = emulators.vault_capacity_window()
+    return DatabaseView(int(window["served"]), int(window["rejected"]), window["p50"], window["p99"])
+
+
 async def bulk_delete(
     emulators: Emulators, environment: dict[str, str], scale: Scale, sizes: Sizes, condition: Condition
 ) -> Sweep:
-    """P2 at each concurrency level: a fresh server per level (the knob is read at start-up), tool and
-    hand-written runs interleaved, each on a freshly built set of n objects."""
+    """P2 in one condition: one server at default settings (its in-flight limit learned as it goes, so
+    its first repetition starts cold and the next ones where the last left off) and the hand-written client
+    at every fixed level, interleaved, each on a freshly built set of n objects."""
     n = scale.vault_objects
     sweep = Sweep(condition, n)
+    capacity = condition == "capacity"
+    levels = scale.capacity_levels if capacity else scale.concurrency_levels
     emulators.latency("vault", scale.latency if condition == "network" else 0.0)
+    if capacity:
+        emulators.vault_capacity(**VAULT_CAPACITY)
     try:
-        for concurrency in scale.concurrency_levels:
-            env = {**environment, "PURGEWARDEN_VAULT_DELETE_CONCURRENCY": str(concurrency)}
-            tool, hand = Arm(), Arm()
-            async with Client(purgewarden_stdio(env)) as client, vault_http(env, concurrency) as http:
-                await call(client, "vault_list_collections", {}, sizes, "demo")  # connect before timing
-                await http.get("/data/info/health")
-                for rep in range(scale.reps):
-                    if rep % 2:
-                        await hand_rep(http, emulators, n, concurrency, hand)
-                        await tool_rep(client, emulators, n, sizes, tool)
-                    else:
-                        await tool_rep(client, emulators, n, sizes, tool)
-                        await hand_rep(http, emulators, n, concurrency, hand)
-                servers = children_named("purgewarden")
-                if len(servers) != 1:
-                    raise AssertionError(f"expected one purgewarden server child, found {servers}")
-                sweep.peak_rss[concurrency] = peak_rss_mb(servers[0])
-            sweep.tool[concurrency] = tool
-            sweep.hand[concurrency] = hand
+        async with Client(purgewarden_stdio(environment)) as client, vault_http(environment, 64) as http:
+            await call(client, "vault_list_collections", {}, sizes, "demo")  # connect before timing
+            await http.get("/data/info/health")
+            for rep in range(scale.reps):
+                timeline = Timeline()
+                await tool_rep(client, emulators, n, sizes, sweep.tool, timeline, capacity=capacity)
+                sweep.timelines.append(timeline)
+                for concurrency in levels[rep % len(levels) :] + levels[: rep % len(levels)]:
+                    arm = sweep.hand.setdefault(concurrency, Arm())
+                    await hand_rep(http, emulators, n, concurrency, arm, capacity)
+            servers = children_named("purgewarden")
+            if len(servers) != 1:
+                raise AssertionError(f"expected one purgewarden server child, found {servers}")
+            sweep.peak_rss = peak_rss_mb(servers[0])
     finally:
         emulators.latency("vault", 0.0)
+        if capacity:
+            emulators.vault_capacity(None)
     return sweep
 
 
@@ -196,8 +265,8 @@ class Previews:
 
     condition: Condition
     katapult_tool: list[float] = field(default_factory=list)
-    katapult_tool_wide: list[float] = field(default_factory=list)
-    """The same preview on a server with WIDE_PAGE_CONCURRENCY pages in flight."""
+    katapult_tool_serial: list[float] = field(default_factory=list)
+    """The same preview on a server with SERIAL_PAGE_CONCURRENCY pages in flight."""
     katapult_hand: list[float] = field(default_factory=list)
     katapult_remaining: list[int] = field(default_factory=list)
     """X-Ratelimit-Remaining after each repetition: above 0 means no request was over the limit."""
@@ -241,12 +310,12 @@ async def previews(
         timeout=60,
     )
     bin_path = f"/organisations/{environment['COCOON_ORGANISATION_ID']}/recycle-bin/items"
-    wide = {**environment, "PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY": str(WIDE_PAGE_CONCURRENCY)}
+    serial = {**environment, "PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY": str(SERIAL_PAGE_CONCURRENCY)}
     async with (
         katapult,
         cocoon,
         Client(purgewarden_stdio(environment)) as client,
-        Client(purgewarden_stdio(wide)) as wide_client,
+        Client(purgewarden_stdio(serial)) as serial_client,
     ):
         emulators.reset("cocoon")
         emulators.cocoon_build(n_items)
@@ -260,7 +329,7 @@ async def previews(
             label = f"{n_trash:,} trash objects"
             timings = {
                 "tool": result.katapult_tool,
-                "wide": result.katapult_tool_wide,
+                "serial": result.katapult_tool_serial,
                 "hand": result.katapult_hand,
             }
             names = list(timings)
@@ -269,7 +338,7 @@ async def previews(
                 if name == "hand":
                     seen = await hand_walk_trash(katapult, KATAPULT_ORGANIZATION)
                 else:
-                    seen = await katapult_preview(client if name == "tool" else wide_client, sizes, label)
+                    seen = await katapult_preview(client if name == "tool" else serial_client, sizes, label)
                 elapsed = time.perf_counter() - started
                 if seen != n_trash:
                     raise AssertionError(f"P3 katapult {name}: saw {seen} of {n_trash} trash objects")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from bench.bulk import MAX_PAGE_SIZE, WIDE_PAGE_CONCURRENCY, Previews, Sweep
+from bench.bulk import MAX_PAGE_SIZE, SERIAL_PAGE_CONCURRENCY, VAULT_CAPACITY, Previews, Sweep
 from bench.harness import LISTING_TOKEN_LIMIT, TOKEN_LIMIT, Figure, Scale, Sizes, median
 from purgewarden.config import Settings
 
 LISTINGS = ("katapult_list_trash_objects", "vault_list_objects", "cocoon_list_recycle_bin")
-CONDITION_NAMES = {"loopback": "loopback", "network": "+{ms} ms per request"}
+CONDITION_NAMES = {
+    "loopback": "loopback",
+    "network": "+{ms} ms per request",
+    "capacity": "capacity-limited Vault",
+}
 
 
 def condition_name(condition: str, scale: Scale) -> str:
@@ -15,33 +19,60 @@ def condition_name(condition: str, scale: Scale) -> str:
 
 
 def delete_figures(sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
-    """P2's two targets in one condition, on the deleting itself (the destructive call vs the delete phase)."""
+    """P2's targets in one condition, on the deleting itself (the destructive call vs the delete phase)."""
     n = sweep.n
     where = condition_name(sweep.condition, scale)
-    tool = sweep.tool[default]
-    tool_rate = tool.delete_rate(n)
+    tool_rate = sweep.tool.delete_rate(n)
     hand_rates = {c: arm.delete_rate(n) for c, arm in sweep.hand.items()}
     best_c = max(hand_rates, key=lambda c: hand_rates[c])
-    best, serial = hand_rates[best_c], hand_rates[1]
-    recheck = median(tool.resolve)
-    call = median(tool.delete)
+    best = hand_rates[best_c]
+    recheck = median(sweep.tool.resolve)
+    call = median(sweep.tool.delete)
     batches = -(-n // MAX_PAGE_SIZE)
+    cold = n / sweep.tool.delete[0]
+    settled = [timeline.points[-1][2] for timeline in sweep.timelines if timeline.points]
     detail = (
-        f"`vault_delete_objects` at the default concurrency {default}: {n:,} objects in {call:.2f} s = "
-        f"{tool_rate:,.0f} objects/s (the whole destructive call; its re-check of this every-active selection is "
-        f"one count call, the plan's ids being held by the server; the preview before it, {batches} cursor pages, "
-        f"took ≈ {recheck:.2f} s: see the end-to-end row); hand-written delete phase (ids already known): best "
-        f"{best:,.0f} objects/s at concurrency {best_c}, one batch at a time {serial:,.0f} objects/s"
+        f"`vault_delete_objects` at default settings (batches in flight found by the server, at most {default}): "
+        f"{n:,} objects in {call:.2f} s = {tool_rate:,.0f} objects/s, median of {len(sweep.tool.delete)} runs on "
+        f"one server (the first, with nothing learned yet, {cold:,.0f} objects/s = {cold / best:.2f}×; its "
+        f"in-flight limit at the end of each run: {', '.join(map(str, settled))}); the whole destructive call, "
+        f"whose re-check of this every-active selection is one count call (the preview before it, {batches} "
+        f"cursor pages, took ≈ {recheck:.2f} s: see the end-to-end row); hand-written delete phase (ids already "
+        f"known): best {best:,.0f} objects/s at {best_c} batches in flight of "
+        f"{', '.join(map(str, sorted(hand_rates)))}"
     )
+    target = 1.0 if sweep.condition == "capacity" else 0.95
     versus_best = Figure(
         "P2",
-        f"Bulk delete {n:,} Vault objects vs best hand-written httpx2 client ({where})",
-        "≥ 0.9×",
+        f"Bulk delete {n:,} Vault objects, default settings, vs the best hand-written httpx2 client at its best "
+        f"fixed concurrency ({where})",
+        f"≥ {target:.2f}×",
         tool_rate / best,
         "×",
-        tool_rate / best >= 0.9,
+        tool_rate / best >= target,
         detail,
     )
+    if not versus_best.met:
+        versus_best.miss = (
+            f"Against the client's best fixed level ({best_c}) the destructive call adds fixed costs the "
+            "hand-written client does not have (the MCP round trip, redeeming the token, a count before and "
+            "after, a journal entry before and after every batch, progress after each), and its limit is found "
+            f"as it goes: the first run starts at 4 and climbs (it ran at {cold / best:.2f}×), later runs start "
+            "where the last left off and probe one step either way now and then"
+            + (
+                "; on loopback the 2 cores are shared by emulator, server and client, so every batch in flight "
+                "beyond 2 or 3 only overlaps CPU, and what is left is the server's own CPU per batch. "
+                if sweep.condition == "loopback"
+                else ". "
+            )
+            + "What would close it: less work per batch in the server (the journal's entries and progress "
+            "are the largest parts left, see the profile)."
+        )
+    figures = [versus_best]
+    if sweep.condition == "capacity":
+        figures += database_figures(sweep, best_c)
+        return figures
+    serial = hand_rates[1]
     versus_serial = Figure(
         "P2",
         f"Bulk delete {n:,} Vault objects vs one max-size batch at a time ({where})",
@@ -49,16 +80,8 @@ def delete_figures(sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
         tool_rate / serial,
         "×",
         tool_rate / serial >= 10,
-        "the same runs as the row above",
+        f"the same runs as the row above; one batch at a time {serial:,.0f} objects/s",
     )
-    if not versus_best.met:
-        versus_best.miss = (
-            f"The destructive call runs {default} batches in flight (the default) against the best client's "
-            f"{best_c}, and adds fixed costs the hand-written client does not have (the MCP round trip, redeeming "
-            "the token, a count before and after, progress after every batch). To close it: raise "
-            "PURGEWARDEN_VAULT_DELETE_CONCURRENCY where the Vault's own limits allow (a 429 is re-sent safely: "
-            "it guarantees nothing was deleted)."
-        )
     if not versus_serial.met:
         ceiling = best / serial
         versus_serial.miss = (
@@ -69,20 +92,69 @@ def delete_figures(sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
                 "(JSON both ways, the emulator's all-or-nothing check, in one Python process), and 2 cores are "
                 "shared by emulator, server and client, so concurrency can only overlap their CPU, not hide waiting. "
                 if sweep.condition == "loopback"
-                else f"With {where}, a batch is still ≈ {1000 * MAX_PAGE_SIZE / hand_rates[1]:.0f} ms serially, "
+                else f"With {where}, a batch is still ≈ {1000 * MAX_PAGE_SIZE / serial:.0f} ms serially, "
                 "much of it the emulator's CPU, which concurrency cannot overlap on 2 cores. "
             )
             + f"(Its best was {best_c} batches in flight.) 10× needs batches that are ≥ 90% waiting (network "
-            "and the Vault's own database) with ≥ 10 of them in flight — vault_delete_concurrency ≥ 10 "
-            "against a Vault whose 429s allow it."
+            "and the Vault's own database) with ≥ 10 of them in flight."
         )
-    return [versus_best, versus_serial]
+    figures.append(versus_serial)
+    return figures
+
+
+def database_figures(sweep: Sweep, best_c: int) -> list[Figure]:
+    """What the tool's deleting did to the capacity-limited Vault: 429s, and its batches' time in the
+    database against the time of a batch that does not wait (the hand-written client at its lowest level)."""
+    served = sum(view.served for view in sweep.tool.database)
+    rejected = sum(view.rejected for view in sweep.tool.database)
+    share = rejected / (served + rejected)
+    lowest = min(sweep.hand)
+    unloaded = median([view.p50 for view in sweep.hand[lowest].database])
+    p99 = median([view.p99 for view in sweep.tool.database])
+    best_p99 = median([view.p99 for view in sweep.hand[best_c].database])
+    others = ", ".join(
+        f"{c}: {median([v.p99 for v in arm.database]) / unloaded:.2f}× "
+        f"({sum(v.rejected for v in arm.database)} refused)"
+        for c, arm in sorted(sweep.hand.items())
+    )
+    workers = VAULT_CAPACITY["workers"]
+    refused = Figure(
+        "P2",
+        "Requests answered 429 while deleting, capacity-limited Vault",
+        "< 1%",
+        share,
+        "%",
+        share < 0.01,
+        f"{rejected} of {served + rejected} requests of `vault_delete_objects` over {len(sweep.tool.database)} runs "
+        f"(the emulator's counters: {workers} workers, {VAULT_CAPACITY['queue_limit']} may wait, 429 beyond)",
+        display=f"{share:.1%}",
+    )
+    latency = Figure(
+        "P2",
+        "Batch p99 time in the database vs an unqueued batch, capacity-limited Vault",
+        "≤ 1.5×",
+        p99 / unloaded,
+        "×",
+        p99 / unloaded <= 1.5,
+        f"`vault_delete_objects` batches' 99th percentile {1000 * p99:.0f} ms (median of the runs' p99) against "
+        f"{1000 * unloaded:.0f} ms, the median batch of the hand-written client at {lowest} in flight (no queue); "
+        f"the hand-written client's p99 / that at each fixed level: {others}; the best fixed level ({best_c}) "
+        f"{best_p99 / unloaded:.2f}×. A batch's time in the database is its wait for a worker plus its service, "
+        "measured by the emulator",
+    )
+    if not latency.met:
+        latency.miss = (
+            "The first run's slow start overshoots the knee for a round (×1.5 per round until a step does not "
+            "pay), and the probes one step above it queue a batch now and then; later runs start at the learned "
+            "limit."
+        )
+    return [refused, latency]
 
 
 def end_to_end_figure(sweep: Sweep, default: int, scale: Scale) -> Figure:
     """Preview + delete against a hand-written client that lists then deletes (informational)."""
     n = sweep.n
-    tool = sweep.tool[default].total_rate(n)
+    tool = sweep.tool.total_rate(n)
     hand_rates = {c: arm.total_rate(n) for c, arm in sweep.hand.items()}
     best_c = max(hand_rates, key=lambda c: hand_rates[c])
     return Figure(
@@ -92,8 +164,8 @@ def end_to_end_figure(sweep: Sweep, default: int, scale: Scale) -> Figure:
         tool / hand_rates[best_c],
         "×",
         None,
-        f"tools {tool:,.0f} objects/s (preview {median(sweep.tool[default].resolve):.2f} s + delete "
-        f"{median(sweep.tool[default].delete):.2f} s); hand-written best {hand_rates[best_c]:,.0f} objects/s "
+        f"tools {tool:,.0f} objects/s (preview {median(sweep.tool.resolve):.2f} s + delete "
+        f"{median(sweep.tool.delete):.2f} s); hand-written best {hand_rates[best_c]:,.0f} objects/s "
         f"at concurrency {best_c} (list {median(sweep.hand[best_c].resolve):.2f} s + delete "
         f"{median(sweep.hand[best_c].delete):.2f} s)",
     )
@@ -102,58 +174,41 @@ def end_to_end_figure(sweep: Sweep, default: int, scale: Scale) -> Figure:
 def preview_figures(previews: Previews, sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
     where = condition_name(previews.condition, scale)
     tool, hand = median(previews.katapult_tool), median(previews.katapult_hand)
-    wide = median(previews.katapult_tool_wide)
-    default_pages = int(Settings.model_fields["katapult_page_concurrency"].default)
+    serial_tool = median(previews.katapult_tool_serial)
+    ceiling = int(Settings.model_fields["katapult_page_concurrency"].default)
     pages = -(-scale.katapult_trash // 200)
     under_limit = min(previews.katapult_remaining) > 0
     speedup = hand / tool
+    target = 1.0 if previews.condition == "loopback" else 3.0
     katapult = Figure(
         "P3",
         f"Preview {scale.katapult_trash:,} Katapult trash objects vs walking {pages} pages one by one ({where})",
-        "≥ 3×, no 429",
+        f"≥ {target:g}×, no 429",
         speedup,
         "×",
-        speedup >= 3 and under_limit,
-        f"`katapult_preview_purge_all_trash_objects` {tool:.2f} s ({default_pages} pages in flight; "
-        f"{wide:.2f} s with {WIDE_PAGE_CONCURRENCY}); sequential httpx2 walk {hand:.2f} s; "
+        speedup >= target and under_limit,
+        f"`katapult_preview_purge_all_trash_objects` {tool:.2f} s (pages in flight found by the server, at most "
+        f"{ceiling}); the same tool one page at a time (PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY="
+        f"{SERIAL_PAGE_CONCURRENCY}, a second server) {serial_tool:.2f} s; sequential httpx2 walk {hand:.2f} s; "
         f"rate-limit budget left after both previews and the walk: {min(previews.katapult_remaining)} of "
         f"{previews.katapult_permitted}/min ({'never exceeded' if under_limit else 'EXCEEDED'})",
     )
     if not katapult.met:
         per_page = 1000 * hand / pages
-        closes = hand / wide >= 3
-        wider_helps = tool / wide >= 1.15
-        per_object = (
-            "What is left is the tool's own per-object work, mostly pydantic validation of every page "
-            "(profile below; parsing pages straight from the response bytes with pydantic's JSON parser would "
-            "trim it). With a round trip to hide, the same preview meets the target (the +25 ms row). "
-        )
         katapult.miss = (
             f"A page costs ≈ {per_page:.0f} ms in the sequential walk"
             + (
                 ", nearly all of it CPU (the emulator rendering 200 objects, the client parsing them) with no "
-                f"network to wait on. With 2 cores shared by emulator, server and client, {default_pages} pages "
-                "in flight only overlap the server's parsing with the emulator's rendering, and the tool adds "
-                f"its own work per object ({tool - hand:+.2f} s against the walk here). "
+                "network to wait on; with 2 cores shared by emulator, server and client, pages in flight only "
+                "overlap the server's parsing with the emulator's rendering. "
                 if previews.condition == "loopback"
                 else ", of which the round trip overlaps but the emulator's and the tool's CPU do not, on 2 "
                 "shared cores. "
             )
-            + f"With {WIDE_PAGE_CONCURRENCY} pages in flight (PURGEWARDEN_KATAPULT_PAGE_CONCURRENCY="
-            f"{WIDE_PAGE_CONCURRENCY}) the same preview measured {hand / wide:.2f}× ({wide:.2f} s)"
-            + (
-                f", which meets the target: raising the default (purgewarden/config.py, now "
-                f"{default_pages}) to {WIDE_PAGE_CONCURRENCY} closes it where pages are mostly round trip. "
-                if closes
-                else (
-                    ": more pages in flight help, so a higher default closes part of it; "
-                    if wider_helps
-                    else ": no better, so what is left is CPU, not waiting. "
-                )
-                + per_object
-            )
-            + f"The client already paces itself near the 1,000/min budget ({pages} pages are "
-            f"{pages / 10:.0f}% of a minute's)."
+            + f"One page at a time the tool took {serial_tool / hand:.2f}× the walk's time: that is its own work "
+            "per object beyond parsing (the plan's state digest, the sample and totals, the plan stored); "
+            f"pages in flight brought it to {tool / hand:.2f}×. What would close it: less work per object in "
+            "the preview (see the profile)."
         )
     cocoon_tool, cocoon_hand = median(previews.cocoon_tool), median(previews.cocoon_hand)
     cocoon = Figure(
@@ -166,7 +221,7 @@ def preview_figures(previews: Previews, sweep: Sweep, default: int, scale: Scale
         f"`cocoon_preview_empty_recycle_bin` {cocoon_tool:.2f} s; the one request it needs "
         f"(`limit=0`), hand-written: {cocoon_hand:.2f} s ({cocoon_tool / cocoon_hand:.2f}×)",
     )
-    vault_tool, vault_hand = median(sweep.tool[default].resolve), median(sweep.hand[1].resolve)
+    vault_tool, vault_hand = median(sweep.tool.resolve), median(sweep.hand[min(sweep.hand)].resolve)
     vault = Figure(
         "P3",
         f"Preview {sweep.n:,} Vault ids ({condition_name(sweep.condition, scale)})",
@@ -182,9 +237,8 @@ def preview_figures(previews: Previews, sweep: Sweep, default: int, scale: Scale
 
 
 def memory_figure(sweeps: list[Sweep], default: int) -> Figure:
-    peaks = {(s.condition, c): mb for s in sweeps for c, mb in s.peak_rss.items()}
-    worst = max(peaks, key=lambda key: peaks[key])
-    at_default = max(mb for (condition, c), mb in peaks.items() if c == default)
+    peaks = {s.condition: s.peak_rss for s in sweeps}
+    worst = max(peaks, key=lambda condition: peaks[condition])
     figure = Figure(
         "P5",
         f"Peak RSS of the server process through P2 ({sweeps[0].n:,} objects, VmHWM)",
@@ -192,8 +246,10 @@ def memory_figure(sweeps: list[Sweep], default: int) -> Figure:
         peaks[worst],
         "MB",
         peaks[worst] <= 150,
-        f"largest {peaks[worst]:.0f} MB (concurrency {worst[1]}, {worst[0]}); {at_default:.0f} MB at the "
-        f"default concurrency {default}; one server per concurrency level, each through every repetition",
+        f"largest {peaks[worst]:.0f} MB ({worst}); "
+        + ", ".join(f"{condition} {mb:.0f} MB" for condition, mb in peaks.items())
+        + f"; one server at default settings per condition (at most {default} batches in flight), each through "
+        "every repetition",
     )
     if not figure.met:
         figure.miss = (

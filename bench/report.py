@@ -10,9 +10,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.bulk import WIDE_PAGE_CONCURRENCY, Sweep
+from bench.bulk import SERIAL_PAGE_CONCURRENCY, VAULT_CAPACITY, Sweep
 from bench.findings import condition_name
-from bench.harness import ROOT, Figure, Scale, Sizes
+from bench.harness import ROOT, Figure, Scale, Sizes, median
 from bench.profile import Profile
 from bench.store import REWRITES
 
@@ -60,7 +60,8 @@ def machine() -> list[tuple[str, str]]:
 
 
 def plot(sweeps: list[Sweep], scale: Scale, path: Path) -> bool:
-    """P2 throughput against concurrency, one panel per condition; False when matplotlib is not installed."""
+    """P2 throughput against concurrency, one panel per condition: the hand-written client at each fixed
+    level, the tool at default settings as a line; False when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -68,39 +69,80 @@ def plot(sweeps: list[Sweep], scale: Scale, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    figure, axes = plt.subplots(1, len(sweeps), figsize=(5.5 * len(sweeps), 4.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(sweeps), figsize=(5.2 * len(sweeps), 4.2), squeeze=False)
     for axis, sweep in zip(axes[0], sweeps, strict=True):
-        levels = sorted(sweep.tool)
-        axis.plot(
-            levels,
-            [sweep.tool[c].delete_rate(sweep.n) for c in levels],
-            "o-",
-            label="vault_delete_objects (whole call)",
-        )
+        levels = sorted(sweep.hand)
         axis.plot(
             levels,
             [sweep.hand[c].delete_rate(sweep.n) for c in levels],
             "s--",
-            label="hand-written httpx2 (delete phase)",
+            label="hand-written httpx2, fixed (delete phase)",
         )
-        axis.plot(
-            levels,
-            [sweep.tool[c].total_rate(sweep.n) for c in levels],
-            "^:",
-            label="preview + delete (end to end)",
+        axis.axhline(
+            sweep.tool.delete_rate(sweep.n), color="C0", label="vault_delete_objects, default (whole call)"
         )
+        axis.axhline(sweep.tool.total_rate(sweep.n), color="C2", linestyle=":", label="preview + delete")
         axis.set_xscale("log", base=2)
         axis.set_xticks(levels, [str(c) for c in levels])
         axis.set_ylim(bottom=0)
-        axis.set_xlabel("concurrent bulk-delete batches")
+        axis.set_xlabel("bulk-delete batches in flight (hand-written client)")
         axis.set_ylabel("objects deleted per second")
-        axis.set_title(f"{sweep.n:,} Vault objects, {condition_name(sweep.condition, scale)}")
+        axis.set_title(f"{sweep.n:,} Vault objects, {condition_name(sweep.condition, scale)}", fontsize=10)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
+
+
+def plot_adaptive(sweeps: list[Sweep], scale: Scale, path: Path) -> bool:
+    """The server's in-flight limit and its throughput over each run of one server, per condition."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(2, len(sweeps), figsize=(5.2 * len(sweeps), 6), squeeze=False, sharex="col")
+    for column, sweep in enumerate(sweeps):
+        limit_axis, rate_axis = axes[0][column], axes[1][column]
+        for number, timeline in enumerate(sweep.timelines, start=1):
+            if not timeline.points:
+                continue
+            times = [t for t, _, _ in timeline.points]
+            limit_axis.step(
+                times, [limit for _, _, limit in timeline.points], where="post", label=f"run {number}"
+            )
+            rate_axis.plot(*throughput(timeline.points), label=f"run {number}")
+        best = max(arm.delete_rate(sweep.n) for arm in sweep.hand.values())
+        rate_axis.axhline(best, color="grey", linestyle="--", label="best fixed hand-written")
+        limit_axis.set_title(f"{condition_name(sweep.condition, scale)}", fontsize=10)
+        limit_axis.set_ylabel("batches in flight (limit)")
+        limit_axis.set_ylim(bottom=0)
+        limit_axis.grid(alpha=0.3)
+        limit_axis.legend(fontsize=7)
+        rate_axis.set_ylabel("objects deleted per second")
+        rate_axis.set_xlabel("seconds into vault_delete_objects")
+        rate_axis.set_ylim(bottom=0)
+        rate_axis.grid(alpha=0.3)
+        rate_axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def throughput(points: list[tuple[float, int, int]], window: int = 5) -> tuple[list[float], list[float]]:
+    """Objects per second over the last `window` progress reports, at each report."""
+    times, rates = [], []
+    for index in range(window, len(points)):
+        (start, done_before, _), (end, done, _) = points[index - window], points[index]
+        if end > start:
+            times.append(end)
+            rates.append((done - done_before) / (end - start))
+    return times, rates
 
 
 def _summary(run: Run) -> str:
@@ -118,7 +160,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(run: Run, plot_path: Path | None, report_path: Path) -> str:
+def markdown(run: Run, plot_path: Path | None, adaptive_path: Path | None, report_path: Path) -> str:
     scale = run.scale
     lines = [
         "# Benchmarks",
@@ -148,32 +190,41 @@ def markdown(run: Run, plot_path: Path | None, report_path: Path) -> str:
         "(`bench/emulators.py`), the MCP server in another (`python -m purgewarden serve`, spawned by the "
         "MCP SDK's client), and baselines and clients in the suite's process, so no figure shares a GIL "
         "with the emulators. All traffic is on loopback.",
-        "- **Two conditions for the big operations.** *loopback*: the sandbox as it is, no network between "
+        "- **Conditions for the big operations.** *loopback*: the sandbox as it is, no network between "
         f"the processes. *+{round(scale.latency * 1000)} ms per request*: the sandbox's fault "
         "injection delays every request to the emulator, the round trip (and the service's own time) a real "
         "deployment always has and concurrency exists to hide. Loopback has nothing to hide, and on 2 "
-        "cores the emulator, the server and the client compete for the same CPUs.",
+        "cores the emulator, the server and the client compete for the same CPUs. *capacity-limited Vault* "
+        f"(P2 only): the Vault emulator's capacity model as a database with {VAULT_CAPACITY['workers']} "
+        f"workers, a 1,000-id bulk delete holding one for {VAULT_CAPACITY['request_seconds']:g} s + "
+        f"{VAULT_CAPACITY['item_seconds']:g} s per id, {VAULT_CAPACITY['queue_limit']} requests allowed to wait "
+        "for a worker and 429 with Retry-After beyond: more in flight than it serves only lengthens its queue.",
         f"- **P1** `vault_count_objects` (one authenticated GET) over stdio vs a bare `MCPServer` "
         f"(`bench/bare_server.py`, one empty tool) over stdio plus the same GET made directly with httpx2; "
         f"all three open at once and called in rotating order, {scale.calls} calls each per run, ratio of "
         f"the per-call medians, median over {scale.reps} runs.",
         f"- **P2** a fresh set of {scale.vault_objects:,} objects per repetition. The tools: "
         "`vault_preview_delete_objects` then `vault_delete_objects` with its token (selection: every "
-        "active object of the collection). The hand-written client (httpx2, `bench/bulk.py`): cursor-list "
-        "the ids, then delete them in max-size (1,000) all-or-nothing batches, N in flight, checking each "
-        "answer. The figure compares the *deleting*: the whole destructive call (which re-checks the "
-        "selection first) against the hand-written delete phase; end to end is shown too. Every level of "
-        f"concurrency ({', '.join(map(str, scale.concurrency_levels))}) runs on its own server "
-        f"(`PURGEWARDEN_VAULT_DELETE_CONCURRENCY`); tool and hand-written runs alternate, {scale.reps} each.",
+        "active object of the collection), on one server per condition at default settings: it finds how "
+        f"many batches to keep in flight (at most {run.default_concurrency}) and keeps what it learned for its "
+        "next run, so its first repetition starts cold at 4. The hand-written client (httpx2, "
+        "`bench/bulk.py`): cursor-list the ids, then delete them in max-size (1,000) all-or-nothing batches, "
+        "N in flight, checking each answer and sending a 429 again after its Retry-After, at every fixed N "
+        f"({', '.join(map(str, scale.concurrency_levels))}; against the capacity-limited Vault "
+        f"{', '.join(map(str, scale.capacity_levels))}). The figure compares the *deleting*: the whole "
+        "destructive call (which re-checks the selection first) against the hand-written delete phase at its "
+        "best N; end to end is shown too. Per repetition the tool runs, then every level of the hand-written "
+        f"client in a rotating order; {scale.reps} repetitions, medians. Against the capacity-limited Vault, "
+        "its counters give the 429s and each delete's time in the database (waiting + served) per run.",
         f"- **P3** `katapult_preview_purge_all_trash_objects` over {scale.katapult_trash:,} trash objects vs "
         "an httpx2 walk of the pages (200 per page) one after another; a fresh rate-limit window per "
         "repetition (1,000 requests/min, the documented default) and `X-Ratelimit-Remaining` read after the "
-        f"repetition's two previews (default page concurrency, and {WIDE_PAGE_CONCURRENCY} on a second server) "
+        f"repetition's two previews (default settings, and {SERIAL_PAGE_CONCURRENCY} page at a time on a second server) "
         f"and walk. Cocoon's preview ({scale.cocoon_items:,} items) and Vault's ({scale.vault_objects:,} ids, "
         "from P2) are timed against the requests they need.",
         "- **P4** spawn → initialize → `tools/list` with the SDK's stdio client, purgewarden vs the bare "
         f"server, {scale.cold_starts} alternating pairs after one warm-up each, median of the pair ratios.",
-        "- **P5** VmHWM (peak RSS) of each P2 server process read from `/proc` before it exits; every tool "
+        "- **P5** VmHWM (peak RSS) of each P2 server process (one per condition) read from `/proc` before it exits; every tool "
         "result of the suite measured as characters / 4, text and structured content apart, the larger "
         "counted; the default listings called on the big datasets.",
         f"- **P6** {scale.simultaneous_calls} MCP sessions over Streamable HTTP to one "
@@ -194,7 +245,7 @@ def markdown(run: Run, plot_path: Path | None, report_path: Path) -> str:
         "journal are read back from its store (`purgewarden.db` in its state directory: `recent_runs`, "
         f"`get_run`) and written again, {REWRITES} times per store (the median kept), into a fresh SQLite "
         "file and a fresh Redis database as the run wrote them: the record, `started`, the batches' entries "
-        f"taken in order by {run.default_concurrency} writers (the run's concurrency), `finished`, the record "
+        f"taken in order by {run.default_concurrency} writers (the run's ceiling on batches in flight), `finished`, the record "
         "saved. That time as a share of the run's delete (the whole destructive call), median of the runs: "
         "an upper bound on the journal's cost, since the server writes while other batches are in flight.",
         f"- **Emulators** `bench/loadgen.py` (raw asyncio, 8 keep-alive connections, {scale.rps_seconds:g} s) "
@@ -229,52 +280,62 @@ def markdown(run: Run, plot_path: Path | None, report_path: Path) -> str:
             "",
         ]
     lines += [
-        "| condition | concurrency | `vault_delete_objects` objects/s | hand-written delete objects/s | "
-        "preview + delete objects/s | server peak RSS |",
-        "|---|---|---|---|---|---|",
+        "| condition | hand-written, N in flight | delete objects/s | 429s | batch p50 / p99 in the database |",
+        "|---|---|---|---|---|",
     ]
     for sweep in run.sweeps:
-        for c in sorted(sweep.tool):
-            lines.append(
-                f"| {condition_name(sweep.condition, scale)} | {c} | {sweep.tool[c].delete_rate(sweep.n):,.0f} | "
-                f"{sweep.hand[c].delete_rate(sweep.n):,.0f} | {sweep.tool[c].total_rate(sweep.n):,.0f} | "
-                f"{sweep.peak_rss[c]:.0f} MB |"
+        where = condition_name(sweep.condition, scale)
+        arms = [("`vault_delete_objects`, default", sweep.tool)]
+        arms += [(str(c), arm) for c, arm in sorted(sweep.hand.items())]
+        for name, arm in arms:
+            rejected = sum(view.rejected for view in arm.database) if arm.database else None
+            latency = (
+                f"{1000 * median([v.p50 for v in arm.database]):.0f} / "
+                f"{1000 * median([v.p99 for v in arm.database]):.0f} ms"
+                if arm.database
+                else "—"
             )
-    lines += ["", _default_rationale(run), "", *_profiles(run), "## Result sizes (P5)", ""]
+            lines.append(
+                f"| {where} | {name} | {arm.delete_rate(sweep.n):,.0f} | "
+                f"{'—' if rejected is None else rejected} | {latency} |"
+            )
+    lines += ["", *_adaptive(run, adaptive_path, report_path), *_profiles(run), "## Result sizes (P5)", ""]
     lines += ["| tool | largest text | largest structured | on |", "|---|---|---|---|"]
     for tool, (text, structured, dataset) in sorted(run.sizes.largest.items()):
         lines.append(f"| `{tool}` | {text:,} | {structured:,} | {dataset} |")
     return "\n".join(lines) + "\n"
 
 
-def _default_rationale(run: Run) -> str:
-    """Why the default concurrency, from the hand-written delete phase with a round trip to hide (the pure
-    scaling of concurrent batches; the tool's own curve is flattened by its re-check)."""
-    network = next((s for s in run.sweeps if s.condition == "network"), run.sweeps[-1])
-    rates = {c: arm.delete_rate(network.n) for c, arm in sorted(network.hand.items())}
-    best = max(rates.values())
-    shown = ", ".join(f"{c}: {r:,.0f} ({r / best:.0%})" for c, r in rates.items())
-    default = run.default_concurrency
-    top = max(rates)
-    share = rates[default] / best
-    verdict = (
-        f"Beyond it the gain is at most {1 / share - 1:.0%} here and the risk grows with the real Vault's "
-        "database, so the default stays"
-        if share >= 0.8
-        else f"More batches in flight were {1 / share - 1:.0%} faster here; the default stays conservative "
-        "because the emulator has no database to overload and the real Vault does"
-    )
-    return (
-        f"**The default concurrency ({default}).** Concurrency pays only when a batch waits: on loopback "
-        "there is nothing to overlap, so the curve to read is the one with a round trip "
-        f"({condition_name(network.condition, run.scale)}). There, deleting with N max-size batches in "
-        f"flight (the hand-written delete phase: concurrency alone, nothing else) ran at {shown} of the best "
-        f"objects/s. {default} batches of 1,000 in flight get {share:.0%} of the best measured while putting "
-        f"{top // default}× less simultaneous load than {top} on a Vault that answers 429 and PV3218 "
-        "(concurrent conflicting updates) under pressure; each batch stays all-or-nothing and is accounted "
-        f"for on its own at any setting. {verdict}; `PURGEWARDEN_VAULT_DELETE_CONCURRENCY` (1–32) raises it "
-        "for a Vault known to take more."
-    )
+def _adaptive(run: Run, plot_path: Path | None, report_path: Path) -> list[str]:
+    """How the server found its limit in each condition: the plot, and the limits each run ended at."""
+    lines = [
+        "## P2: the in-flight limit the server found",
+        "",
+        "No setting says how many batches to keep in flight: `PURGEWARDEN_VAULT_DELETE_CONCURRENCY` "
+        f"(default {run.default_concurrency}) is only the upper bound. The server starts at 4, grows by half "
+        "a round while each step raises throughput, then moves one step at a time, keeping a step only if "
+        "throughput rose by at least 35 % of the step's share (requests in flight / mean latency), and halves "
+        "on a 429, 503 or timeout (`purgewarden/clients/limits.py`). Against a database whose workers are "
+        "full, more in flight only lengthens its queue, so the limit settles at its knee; with a round trip "
+        "to hide, throughput keeps rising with the limit, and so does the limit. The limit persists with the "
+        "server, so run 1 starts cold and runs 2 and 3 start where the last left off.",
+        "",
+    ]
+    if plot_path is not None:
+        lines += [
+            f"![The in-flight limit and throughput over time]({os.path.relpath(plot_path, report_path.parent)})",
+            "",
+        ]
+    for sweep in run.sweeps:
+        ends = [
+            f"{t.points[-1][2]} (highest {max(p[2] for p in t.points)})" for t in sweep.timelines if t.points
+        ]
+        lines.append(
+            f"- {condition_name(sweep.condition, run.scale)}: the limit at the end of runs 1–{len(ends)}: "
+            + ", ".join(ends)
+            + "."
+        )
+    return [*lines, ""]
 
 
 def _profiles(run: Run) -> list[str]:
@@ -291,7 +352,10 @@ def _profiles(run: Run) -> list[str]:
     return lines
 
 
-def write(run: Run, report_path: Path, plot_path: Path) -> Path | None:
+def write(run: Run, report_path: Path, plot_path: Path, adaptive_path: Path) -> list[Path]:
     drawn = plot(run.sweeps, run.scale, plot_path)
-    report_path.write_text(markdown(run, plot_path if drawn else None, report_path))
-    return plot_path if drawn else None
+    adapted = plot_adaptive(run.sweeps, run.scale, adaptive_path)
+    report_path.write_text(
+        markdown(run, plot_path if drawn else None, adaptive_path if adapted else None, report_path)
+    )
+    return [path for path, made in ((plot_path, drawn), (adaptive_path, adapted)) if made]
