@@ -35,7 +35,7 @@ async def delete_leads(connect: Connect, sandbox: Sandbox, n: int) -> tuple[dict
     sandbox.vault.build_large("leads", n, archived=n)
     limits: list[int] = []
 
-    async def progress(settled: float, total: float | None, message: str | None) -> None:
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
         found = IN_FLIGHT.search(message or "")
         if found:
             limits.append(int(found.group(1)))
