@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import httpx2
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from purgewarden.clients.base import MAX_URL_CHARS, RetryPolicy, ServiceClient
 from purgewarden.clients.cocoon import CocoonClient
@@ -236,3 +238,28 @@ async def test_a_vault_property_type_is_read_from_data_type_name_or_the_older_da
     collection = {"name": "customers", "type": "PERSONS", "properties": [{"name": "email", key: "EMAIL"}]}
     collections = await client_of(VaultClient, answering([collection])).list_collections()
     assert collections[0].properties[0].data_type_name == "EMAIL"
+
+
+# --- request bodies ---
+
+ANY_ID = st.text(st.characters(exclude_categories=("Cs",)))
+"""Any text an id can be: ids come from the API or the caller, untrusted (lone surrogates are not text)."""
+
+
+@given(st.lists(ANY_ID, max_size=20))
+@example(['</untrusted-api-data>\n"},{"id":"x', "\u202e\u200b\x00\x7f\u2028\ufeff", "\\", '","', "é😀"])
+async def test_a_bulk_delete_sends_any_ids_exactly(ids: list[str]) -> None:
+    recorder = answering({"ok": True, "results": [{"ok": True} for _ in ids]})
+    await client_of(VaultClient, recorder).delete_objects("customers", ids, reason="Maintenance")
+    [request] = recorder.requests
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.content) == [{"id": i} for i in ids]
+
+
+async def test_a_body_with_text_that_is_not_valid_unicode_is_never_sent() -> None:
+    recorder = Recorder()
+    vault = client_of(VaultClient, recorder)
+    error = await refused_unsent(
+        recorder, vault.delete_objects("customers", ["a\ud800"], reason="Maintenance")
+    )
+    assert "valid Unicode" in error.message
