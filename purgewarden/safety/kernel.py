@@ -77,8 +77,6 @@ class Call:
     state: AppState
     tool: str
     service: str
-    run: Run[Any, Any] | None = None
-    """The confirmed run, once there is one: what its failure is accounted against."""
     started: float = field(default_factory=time.monotonic)
     live: LiveRun | None = None
     """Once the run goes on in the background: progress goes to whoever follows it, not to this call."""
@@ -491,7 +489,6 @@ async def prepared(
             "Nothing was deleted. Ask the operator to check the store (PURGEWARDEN_STORE_URL), then preview again.",
         ) from None
     run = Run(call, args, target, observation, held.totals, notes, ledger, live.journal)
-    call.run = run
     call.live = live
     return run
 
@@ -560,7 +557,7 @@ async def executed(op: Operation[InputT, DataT, PlanT, OutcomeT], run: Run[Input
         raise
     except ApiError as error:
         record("failed", error=error.summary, status=error.status, code=error.code, fate=error.fate)
-        raise ToolError(unfinished(call, error)) from None
+        raise ToolError(unfinished(run, error)) from None
     except ToolError as error:
         record("failed", error=str(error))
         raise
@@ -570,7 +567,7 @@ async def executed(op: Operation[InputT, DataT, PlanT, OutcomeT], run: Run[Input
             raise
         # The journal stopped the run between requests: say what was done so far.
         record("failed", error=f"journal: {lost}")
-        raise ToolError(unfinished(call, lost)) from None
+        raise ToolError(unfinished(run, lost)) from None
     outcome.accounting = run.ledger.totals()
     if run.beyond is not None and run.beyond.count:
         outcome.notes.append(run.beyond.note())
@@ -626,15 +623,15 @@ def journal_failure(error: BaseException) -> StoreError | None:
     return None
 
 
-def unfinished(call: Call, error: ApiError | StoreError) -> str:
+def unfinished(run: Run[Any, Any], error: ApiError | StoreError) -> str:
     """The words for a run that an API or journal failure stopped: what failed, what is known of each item
     so far, and what the run noted on the way."""
     why = (
-        call.explain(error) if isinstance(error, ApiError) else f"its journal could not be written ({error})."
+        run.call.explain(error)
+        if isinstance(error, ApiError)
+        else f"its journal could not be written ({error})."
     )
-    if call.run is None:
-        return f"Nothing was deleted: {why}"
-    counts = call.run.ledger.counts
+    counts = run.ledger.counts
     known = (
         f"Accounting so far: {counts['carried_out']:,} carried out, {counts['not_carried_out']:,} not carried "
         f"out, {counts['unknown']:,} unknown."
@@ -642,7 +639,7 @@ def unfinished(call: Call, error: ApiError | StoreError) -> str:
     if counts["unknown"]:
         known += " Items counted unknown may yet be deleted: read the state again before acting on this."
     where = f" at {error.operation}" if isinstance(error, ApiError) else ""
-    return " ".join([f"The run stopped{where}: {why} {known}", *call.run.notes])
+    return " ".join([f"The run stopped{where}: {why} {known}", *run.notes])
 
 
 async def watched(op: Operation[InputT, DataT, Any, OutcomeT], run: Run[InputT, DataT]) -> OutcomeT:
