@@ -9,9 +9,10 @@ is not an exception: nothing was deleted, and the per-item errors say why.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict
 
 from purgewarden.clients.base import ServiceClient
 from purgewarden.clients.limits import Slot
@@ -98,14 +99,23 @@ class BulkDeleteResult(_Model):
     count: int = Field(description="Items the Vault reported on")
     results: list[BulkItemResult] = Field(default_factory=list, description="Per-item results when not ok")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _count_results(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-            return data
-        if data.get("ok") is True:
-            return {"ok": True, "count": len(data["results"])}
-        return {**data, "count": len(data["results"])}
+
+class _AnyObject(TypedDict, total=False):
+    """A per-item result of a successful bulk call: only counted, so only checked to be a JSON object."""
+
+
+class _BulkDeleted(_Model):
+    ok: Literal[True]
+    results: list[_AnyObject]
+
+
+class _BulkRefused(_Model):
+    ok: Literal[False]
+    results: list[BulkItemResult]
+
+
+_BulkAnswer = Annotated[_BulkDeleted | _BulkRefused, Field(discriminator="ok")]
+"""Told apart by `ok` as the bytes are parsed: a success's thousand items are counted, not copied into dicts."""
 
 
 class GcCount(_Model):
@@ -130,7 +140,7 @@ class SearchQuery(_Model):
 _COLLECTIONS = TypeAdapter(list[Collection])
 _COUNT = TypeAdapter(ObjectCount)
 _PAGE = TypeAdapter(ObjectPage)
-_BULK = TypeAdapter(BulkDeleteResult)
+_BULK: TypeAdapter[_BulkDeleted | _BulkRefused] = TypeAdapter(_BulkAnswer)
 _GC_COUNTS = TypeAdapter(list[GcCount])
 
 
@@ -234,7 +244,7 @@ class VaultClient(ServiceClient):
         params: dict[str, str | int | bool | list[str]] = dict(_reason(reason, adhoc_reason))
         if archived:
             params["options"] = ["archived"]
-        return await self._call(
+        answer = await self._call(
             "delete_objects",
             "DELETE",
             f"/data/collections/{self._path_segment('delete_objects', collection)}/bulk/objects",
@@ -245,6 +255,9 @@ class VaultClient(ServiceClient):
             adapter=_BULK,
             slot=slot,
         )
+        if isinstance(answer, _BulkDeleted):
+            return BulkDeleteResult(ok=True, count=len(answer.results))
+        return BulkDeleteResult(ok=False, count=len(answer.results), results=answer.results)
 
     async def garbage_collection(
         self,

@@ -240,7 +240,7 @@ async def test_a_vault_property_type_is_read_from_data_type_name_or_the_older_da
     assert collections[0].properties[0].data_type_name == "EMAIL"
 
 
-# --- request bodies ---
+# --- bulk deletes: the body sent, the answer read ---
 
 ANY_ID = st.text(st.characters(exclude_categories=("Cs",)))
 """Any text an id can be: ids come from the API or the caller, untrusted (lone surrogates are not text)."""
@@ -263,3 +263,47 @@ async def test_a_body_with_text_that_is_not_valid_unicode_is_never_sent() -> Non
         recorder, vault.delete_objects("customers", ["a\ud800"], reason="Maintenance")
     )
     assert "valid Unicode" in error.message
+
+
+async def test_a_bulk_delete_that_succeeded_keeps_only_its_count() -> None:
+    answer = {"ok": True, "results": [{"ok": True, "id": UUID, "extra": [1]}, {}]}
+    result = await client_of(VaultClient, answering(answer)).delete_objects("c", [UUID], reason="Maintenance")
+    assert (result.ok, result.count, result.results) == (True, 2, [])
+
+
+async def test_a_bulk_delete_that_failed_keeps_every_items_error() -> None:
+    error = {"error_code": "PV3005", "message": "The object is not found.", "context": {"id": UUID}}
+    answer = {"ok": False, "results": [{"ok": False, "id": UUID, "error": error}, {"ok": False}]}
+    result = await client_of(VaultClient, answering(answer)).delete_objects("c", [UUID], reason="Maintenance")
+    assert (result.ok, result.count) == (False, 2)
+    first, second = result.results
+    assert (first.ok, first.id, second.id, second.error) == (False, UUID, None, None)
+    assert first.error is not None
+    assert (first.error.error_code, first.error.message, first.error.context) == (
+        "PV3005",
+        "The object is not found.",
+        {"id": UUID},
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"results": []},
+        {"ok": None, "results": []},
+        {"ok": "yes", "results": []},
+        {"ok": True},
+        {"ok": False},
+        {"ok": True, "results": "all"},
+        {"ok": True, "results": [1]},
+        {"ok": False, "results": [{"id": UUID}]},
+        [],
+    ],
+)
+async def test_a_bulk_answer_of_another_shape_is_malformed(answer: Any) -> None:
+    recorder = answering(answer)
+    with pytest.raises(ApiError) as caught:
+        await client_of(VaultClient, recorder).delete_objects("c", [UUID], reason="Maintenance")
+    assert caught.value.kind == "malformed"
+    assert caught.value.fate == "unknown"
+    assert len(recorder.requests) == 1
