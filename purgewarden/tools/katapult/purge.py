@@ -137,12 +137,15 @@ class PurgeAllTrashObjects(
     ) -> tuple[list[str], dict[str, Any]]:
         objects = observation.data
         warnings = []
-        soon = sum(1 for t in objects if t.keep_until <= time.time() + PURGE_SOON_SECONDS)
+        # One clock reading and one count by type for the whole trash: tens of thousands of objects.
+        purged_anyway_by = time.time() + PURGE_SOON_SECONDS
+        soon = sum(1 for t in objects if t.keep_until <= purged_anyway_by)
         if soon:
             warnings.append(
                 f"{soon} objects would be purged automatically within the hour anyway (keep_until)."
             )
-        accounts = sum(1 for t in objects if t.object_type == "ObjectStorageAccount")
+        counts = Counter(t.object_type for t in objects)
+        accounts = counts["ObjectStorageAccount"]
         if accounts:
             warnings.append(
                 f"{accounts} object storage accounts are in the trash: purging one deletes every bucket and "
@@ -153,7 +156,6 @@ class PurgeAllTrashObjects(
             warnings.append(running)
         if not objects:
             warnings.append("The trash is empty: there is nothing to purge.")
-        counts = Counter(t.object_type for t in objects)
         by_type = dict(counts.most_common(TYPES_SHOWN))
         if len(counts) > TYPES_SHOWN:
             by_type["(other types)"] = len(objects) - sum(by_type.values())
