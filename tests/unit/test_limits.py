@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from purgewarden.clients.limits import INITIAL_LIMIT, AdaptiveLimit, LimitPolicy
+from purgewarden.clients.limits import INITIAL_LIMIT, ROUND_ANSWERS, AdaptiveLimit, LimitPolicy
 
 
 @dataclass
@@ -137,16 +137,16 @@ def test_an_api_with_room_to_spare_gets_the_ceiling() -> None:
 def test_it_starts_low_and_grows_by_half_a_round_while_steps_pay() -> None:
     policy = LimitPolicy(ceiling=64)
     assert policy.allowed == INITIAL_LIMIT
-    for _ in range(INITIAL_LIMIT - 1):
+    for _ in range(ROUND_ANSWERS - 1):
         policy.answered(0.1, epoch=0, in_use=INITIAL_LIMIT)
-    assert policy.allowed == INITIAL_LIMIT  # a round is a limit's worth of answers
+    assert policy.allowed == INITIAL_LIMIT  # a round is a limit's worth of answers, at least ROUND_ANSWERS
     policy.answered(0.1, epoch=0, in_use=INITIAL_LIMIT)
     assert policy.allowed == int(INITIAL_LIMIT * 1.5)
     assert policy.slow_start
 
 
 def a_round(policy: LimitPolicy, latency: float) -> None:
-    for _ in range(policy.allowed):
+    for _ in range(max(policy.allowed, ROUND_ANSWERS)):
         policy.answered(latency, epoch=policy.epoch, in_use=policy.allowed)
 
 

@@ -160,12 +160,10 @@ class Deletion:
                 async with self.run.sending(f"delete batch {number}", ids=batch):  # finishes, and is settled
                     await self.send(number, batch, slot)
             total = len(self.ids)
-            settled = self.run.ledger.settled
-            await self.run.call.progress(
-                settled,
-                total,
-                f"{self.deleted:,} of {total:,} deleted ({limit.limit} batches in flight at most)",
-            )
+            told = f"{self.deleted:,} of {total:,} deleted"
+            if self.batches > 1:
+                told += f", up to {limit.limit} batches in flight"
+            await self.run.call.progress(self.run.ledger.settled, total, told)
 
     def settle(self, fate: Fate, ids: Sequence[str], word: str, why: str = "") -> None:
         """Record what became of `ids`: `fate` in the ledger, `word` (and why) in the per-id outcomes."""
