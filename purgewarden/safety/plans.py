@@ -14,7 +14,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
+from pydantic_core import from_json, to_json
 
 from purgewarden.safety.text import quote
 from purgewarden.store import Store
@@ -41,17 +42,56 @@ class Refusal(ToolError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    """What a plan would destroy: totals (items, bytes, per-kind counts) and, where there are any, the ids."""
+    """What a plan would destroy: totals (items, bytes, per-kind counts) and, where there are any, the ids.
 
-    totals: Mapping[str, int]
-    members: frozenset[str] = frozenset()
+    The ids come as a set (`members`) or already sorted, each once (`ordered`: a stored plan's, a
+    listing sorted for its digest); the other form is built only when asked for. A plan of 100,000 ids
+    is mostly stored, counted and acted on in order, and its set alone would take 4 MB.
+    """
 
-    @cached_property
-    def ordered(self) -> tuple[str, ...]:
-        """The members sorted: what the digest hashes, and an order to act on them in."""
-        return tuple(sorted(self.members))
+    def __init__(
+        self,
+        totals: Mapping[str, int],
+        members: frozenset[str] = frozenset(),
+        *,
+        ordered: Sequence[str] | None = None,
+    ) -> None:
+        self.totals = totals
+        self._members = None if ordered is not None else members
+        self._ordered = ordered
+
+    @property
+    def members(self) -> frozenset[str]:
+        if self._members is None:
+            self._members = frozenset(self._ordered or ())
+        return self._members
+
+    @property
+    def ordered(self) -> Sequence[str]:
+        """The members sorted: what the digest hashes, what a plan stores, and an order to act on them in."""
+        if self._ordered is None:
+            self._ordered = tuple(sorted(self.members))
+        return self._ordered
+
+    @property
+    def count(self) -> int:
+        """How many ids, from whichever form is at hand."""
+        return len(self._ordered if self._ordered is not None else self.members)
+
+    def same_ids(self, other: Snapshot) -> bool:
+        """Whether both name the same ids; a snapshot made from another's ids is told without sets."""
+        if self._ordered is not None and self._ordered is other._ordered:
+            return True
+        return self.count == other.count and self.members == other.members
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Snapshot) and dict(self.totals) == dict(other.totals) and self.same_ids(other)
+        )
+
+    def __repr__(self) -> str:
+        return f"Snapshot(totals={dict(self.totals)!r}, {self.count} ids)"
 
     @cached_property
     def digest(self) -> str:
@@ -68,14 +108,15 @@ Verdict = Literal["same", "shrunk", "grown"]
 def compare(planned: Snapshot, current: Snapshot) -> Verdict:
     """How the state moved since the preview. Anything that cannot be shown to be smaller counts as grown.
 
-    `current.members` may be the planned ids themselves with smaller totals: a re-check that counted
-    the state but did not list it again.
+    `current` may hold the planned ids themselves with smaller totals: a re-check that counted the
+    state but did not list it again.
     """
-    if dict(current.totals) == dict(planned.totals) and current.members == planned.members:
+    same_ids = current.same_ids(planned)
+    if dict(current.totals) == dict(planned.totals) and same_ids:
         return "same"
     if any(current.totals.get(k, 0) > planned.totals.get(k, 0) for k in current.totals):
         return "grown"
-    if current.members and not current.members <= planned.members:
+    if current.count and not (same_ids or current.members <= planned.members):
         return "grown"
     return "shrunk"
 
@@ -94,15 +135,10 @@ class Claims(BaseModel):
     principal: str | None = None
     """Who previewed it, where the transport says (an authenticated caller)."""
     totals: dict[str, int]
-    members: list[str] = []
     key: str = ""
     """Where the store keeps it (a digest of the token): set on reading, never stored."""
     asking_until: float = 0.0
     """Until when a call's question held it, as read by `check`: set on reading, never stored."""
-
-    @property
-    def snapshot(self) -> Snapshot:
-        return Snapshot(self.totals, frozenset(self.members))
 
 
 @dataclass
@@ -151,13 +187,15 @@ class Confirmations:
             expires=now + self.ttl,
             principal=principal,
             totals=dict(snapshot.totals),
-            members=list(snapshot.ordered),
         )
         token = f"{TOKEN_PREFIX}_{secrets.token_urlsafe(TOKEN_BYTES)}"
         # Kept one lifetime past expiry: a question asked just before it may be answered late, and a
         # late replay is told "already used" or "expired" rather than "unknown".
         body = claims.model_dump_json(exclude={"key", "asking_until"})
-        await self.store.put_plan(store_key(token), body, claims.expires + self.ttl, now)
+        # The ids go apart from the bindings, as one JSON text (any id comes back exactly): `check` does
+        # not read 100,000 of them, and `consume` reads them once.
+        ids = to_json(snapshot.ordered)
+        await self.store.put_plan(store_key(token), body, claims.expires + self.ttl, now, ids=ids)
         return Issued(
             token=token, expires_at=datetime.fromtimestamp(claims.expires, UTC).isoformat(timespec="seconds")
         )
@@ -241,16 +279,17 @@ class Confirmations:
         await self.store.release(claims.key)
 
     def being_asked(self, claims: Claims) -> bool:
-        """Whether a call's question held the token when it was checked (the plan is not read again: it
-        may hold 100,000 ids); `consume` still lets exactly one caller through."""
+        """Whether a call's question held the token when it was checked (the plan is not read again);
+        `consume` still lets exactly one caller through."""
         return claims.asking_until > self._clock()
 
     async def consume(self, claims: Claims) -> Snapshot:
         """Burn a checked token, atomically across every process sharing the store: exactly one caller
-        wins. Returns the previewed snapshot."""
-        if not await self.store.consume(claims.key):
+        wins. Returns the previewed snapshot, its ids as they were stored (sorted, each once)."""
+        ids = await self.store.consume(claims.key)
+        if ids is None:
             raise Refusal("reused_token", f"{REUSED} Preview again for a new token.")
-        return claims.snapshot
+        return Snapshot(claims.totals, ordered=from_json(ids, cache_strings=False))
 
 
 def describe_totals(totals: Mapping[str, int]) -> str:

@@ -2,7 +2,7 @@
 
 One interface, two stores: an embedded SQLite file (WAL) shared by every process on a machine, and
 Redis or Valkey for replicas on several machines. Both hold opaque JSON text; what it means (a plan's
-bindings, a run's journal) is the safety kernel's business. Every operation that decides who wins —
+bindings and ids, a run's journal) is the safety kernel's business. Every operation that decides who wins —
 consuming a plan, reserving it for a question, claiming a dead process's run — is one atomic step of
 the store, never a read followed by a write.
 """
@@ -15,6 +15,9 @@ from functools import cached_property
 from pathlib import Path
 
 import anyio
+
+EMPTY_IDS = b"[]"
+"""The ids of a plan that names none (its totals say what it destroys)."""
 
 
 class StoreError(Exception):
@@ -60,12 +63,16 @@ class Store(ABC):
     # --- plans -------------------------------------------------------------------------------------
 
     @abstractmethod
-    async def put_plan(self, key: str, body: str, keep_until: float, now: float) -> None:
-        """Keep a new plan until `keep_until` (epoch seconds), after which it may be forgotten (the kernel
-        checks expiry itself). A key that exists already is a `StoreError`."""
+    async def put_plan(
+        self, key: str, body: str, keep_until: float, now: float, *, ids: bytes = EMPTY_IDS
+    ) -> None:
+        """Keep a new plan, and apart from it the ids it names, until `keep_until` (epoch seconds), after
+        which it may be forgotten (the kernel checks expiry itself). A key that exists already is a
+        `StoreError`."""
 
     @abstractmethod
-    async def get_plan(self, key: str) -> PlanSlot | None: ...
+    async def get_plan(self, key: str) -> PlanSlot | None:
+        """The plan without its ids (which may take megabytes)."""
 
     @abstractmethod
     async def reserve(self, key: str, until: float, now: float) -> bool:
@@ -75,8 +82,9 @@ class Store(ABC):
     async def release(self, key: str) -> None: ...
 
     @abstractmethod
-    async def consume(self, key: str) -> bool:
-        """Mark the plan used; True for exactly one caller, whichever process it is in."""
+    async def consume(self, key: str) -> bytes | None:
+        """Mark the plan used; its ids for exactly one caller, whichever process it is in, None for the
+        others (or when there is no such plan)."""
 
     # --- runs --------------------------------------------------------------------------------------
 

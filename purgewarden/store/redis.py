@@ -2,10 +2,11 @@
 
 Every decision that has a winner is one Lua script, which the server runs atomically: storing a new
 plan or run (refused when the key exists, as SQLite refuses a duplicate row), reserving a plan (unused
-and not held), consuming it (exactly one caller sees `used` go from 0 to 1), and claiming a run (the
-owner is still the expected one and the run is still running). A plan is one hash that expires at its
-`keep_until`, counted from the caller's `now` so that a clock difference with the server does not
-matter; runs never expire; an owner's heartbeat is kept for an hour after its `alive_until`.
+and not held), consuming it (exactly one caller sees `used` go from 0 to 1, and gets its ids), and
+claiming a run (the owner is still the expected one and the run is still running). A plan is one hash
+(its ids a field of their own, read only by the consume) that expires at its `keep_until`, counted
+from the caller's `now` so that a clock difference with the server does not matter; runs never expire;
+an owner's heartbeat is kept for an hour after its `alive_until`.
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from purgewarden.store import PlanSlot, Store, StoredRun, StoreError
+from purgewarden.store import EMPTY_IDS, PlanSlot, Store, StoredRun, StoreError
 
 PREFIX = "purgewarden:"
 RUNS = f"{PREFIX}runs"  # sorted set: run id by started
 RUNNING = f"{PREFIX}running"  # set: ids of runs whose record says running
 OWNER_KEPT = 3600.0  # seconds an owner's last beat is kept past its alive_until
 
-# KEYS[1] plan; ARGV body, time to live (ms).
+# KEYS[1] plan; ARGV body, time to live (ms), ids.
 PUT_PLAN = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'body', ARGV[1], 'used', '0', 'asking_until', '0')
+redis.call('HSET', KEYS[1], 'body', ARGV[1], 'used', '0', 'asking_until', '0', 'ids', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
@@ -48,11 +49,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
-# KEYS[1] plan.
+# KEYS[1] plan: its ids for the one caller that marks it used, nil for the others.
 CONSUME = """
-if redis.call('HGET', KEYS[1], 'used') ~= '0' then return 0 end
+if redis.call('HGET', KEYS[1], 'used') ~= '0' then return false end
 redis.call('HSET', KEYS[1], 'used', '1', 'asking_until', '0')
-return 1
+return redis.call('HGET', KEYS[1], 'ids') or '[]'
 """
 # KEYS run, index, running; ARGV id, owner, started, body.
 CREATE_RUN = """
@@ -77,6 +78,8 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[1])
 return 1
 """
 
+PLAN_FIELDS = ("body", "used", "asking_until")
+"""A plan as `get_plan` reads it: without its ids."""
 RUN_FIELDS = ("state", "owner", "body")
 
 
@@ -149,22 +152,27 @@ class RedisStore(Store):
                 message = message.replace(self._secret, "***")
             raise StoreError(f"the store at {self.url} failed: {message}") from None
 
-    async def _script(self, script: AsyncScript, keys: Sequence[str], *args: str | float) -> bool:
+    async def _script(self, script: AsyncScript, keys: Sequence[str], *args: str | float | bytes) -> bool:
         async with self._errors():
             return bool(await script(keys=keys, args=args))
 
     # --- plans -------------------------------------------------------------------------------------
 
-    async def put_plan(self, key: str, body: str, keep_until: float, now: float) -> None:
-        if not await self._script(self._put_plan, [plan_key(key)], body, milliseconds(keep_until - now)):
+    async def put_plan(
+        self, key: str, body: str, keep_until: float, now: float, *, ids: bytes = EMPTY_IDS
+    ) -> None:
+        ttl = milliseconds(keep_until - now)
+        if not await self._script(self._put_plan, [plan_key(key)], body, ttl, ids):
             raise StoreError(f"the store at {self.url} already holds this plan")
 
     async def get_plan(self, key: str) -> PlanSlot | None:
         async with self._errors():
-            slot = cast(dict[str, str], await self._redis.hgetall(plan_key(key)))
-        if "body" not in slot:
+            body, used, asking_until = cast(
+                list[str | None], await self._redis.hmget(plan_key(key), PLAN_FIELDS)
+            )
+        if body is None:
             return None
-        return PlanSlot(slot["body"], slot["used"] == "1", float(slot["asking_until"]))
+        return PlanSlot(body, used == "1", float(asking_until or 0))
 
     async def reserve(self, key: str, until: float, now: float) -> bool:
         return await self._script(self._reserve, [plan_key(key)], repr(until), repr(now))
@@ -172,8 +180,10 @@ class RedisStore(Store):
     async def release(self, key: str) -> None:
         await self._script(self._set_if_exists, [plan_key(key)], "asking_until", "0")
 
-    async def consume(self, key: str) -> bool:
-        return await self._script(self._consume, [plan_key(key)])
+    async def consume(self, key: str) -> bytes | None:
+        async with self._errors():
+            ids = cast(str | None, await self._consume(keys=[plan_key(key)]))
+        return None if ids is None else ids.encode()
 
     # --- runs --------------------------------------------------------------------------------------
 

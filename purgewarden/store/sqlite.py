@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import anyio.to_thread
 
-from purgewarden.store import PlanSlot, Store, StoredRun, StoreError
+from purgewarden.store import EMPTY_IDS, PlanSlot, Store, StoredRun, StoreError
 
 T = TypeVar("T")
 WAL_CHECKPOINT_PAGES = 16_384
@@ -27,6 +28,8 @@ CREATE TABLE IF NOT EXISTS plans (
     key TEXT PRIMARY KEY, body TEXT NOT NULL, keep_until REAL NOT NULL,
     used INTEGER NOT NULL DEFAULT 0, asking_until REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS plans_keep_until ON plans (keep_until);
+CREATE TABLE IF NOT EXISTS plan_ids (key TEXT PRIMARY KEY, keep_until REAL NOT NULL, ids BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS plan_ids_keep_until ON plan_ids (keep_until);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, started REAL NOT NULL, state TEXT NOT NULL, owner TEXT NOT NULL,
     body TEXT NOT NULL, cancel INTEGER NOT NULL DEFAULT 0);
@@ -71,13 +74,24 @@ class SqliteStore(Store):
 
     # --- plans -------------------------------------------------------------------------------------
 
-    async def put_plan(self, key: str, body: str, keep_until: float, now: float) -> None:
+    async def put_plan(
+        self, key: str, body: str, keep_until: float, now: float, *, ids: bytes = EMPTY_IDS
+    ) -> None:
         def put(db: sqlite3.Connection) -> None:
-            with db:
+            with _transaction(db):
                 db.execute("DELETE FROM plans WHERE keep_until < ?", (now,))
+                db.execute("DELETE FROM plan_ids WHERE keep_until < ?", (now,))
                 db.execute(
                     "INSERT INTO plans (key, body, keep_until) VALUES (?, ?, ?)", (key, body, keep_until)
                 )
+                # Written into the row's pages in place: bound as a parameter, 4 MB of ids would be copied
+                # twice more by SQLite (the bound value, then the record).
+                ((row,),) = db.execute(
+                    "INSERT INTO plan_ids (key, keep_until, ids) VALUES (?, ?, zeroblob(?)) RETURNING rowid",
+                    (key, keep_until, len(ids)),
+                ).fetchall()
+                with db.blobopen("plan_ids", "ids", row) as blob:
+                    blob.write(ids)
 
         await self._run(put)
 
@@ -95,9 +109,19 @@ class SqliteStore(Store):
     async def release(self, key: str) -> None:
         await self._run(lambda db: db.execute("UPDATE plans SET asking_until = 0 WHERE key = ?", (key,)))
 
-    async def consume(self, key: str) -> bool:
-        sql = "UPDATE plans SET used = 1, asking_until = 0 WHERE key = ? AND used = 0"
-        return await self._run(lambda db: db.execute(sql, (key,)).rowcount == 1)
+    async def consume(self, key: str) -> bytes | None:
+        def consume(db: sqlite3.Connection) -> bytes | None:
+            with _transaction(db):
+                sql = "UPDATE plans SET used = 1, asking_until = 0 WHERE key = ? AND used = 0"
+                if db.execute(sql, (key,)).rowcount != 1:
+                    return None
+                row = db.execute("SELECT rowid FROM plan_ids WHERE key = ?", (key,)).fetchone()
+                if row is None:  # put by an earlier version, ids in its body: a re-check then lists again
+                    return EMPTY_IDS
+                with db.blobopen("plan_ids", "ids", row[0], readonly=True) as blob:
+                    return blob.read()  # straight into one bytes object, not through a copy of SQLite's
+
+        return await self._run(consume)
 
     # --- runs --------------------------------------------------------------------------------------
 
@@ -154,7 +178,7 @@ class SqliteStore(Store):
 
     async def beat(self, owner: str, alive_until: float, now: float) -> None:
         def beat(db: sqlite3.Connection) -> None:
-            with db:
+            with _transaction(db):
                 db.execute("DELETE FROM owners WHERE alive_until < ?", (now - 3600,))
                 db.execute(
                     "INSERT INTO owners (owner, alive_until) VALUES (?, ?) "
@@ -181,5 +205,19 @@ class SqliteStore(Store):
 
 
 def _insert_entries(db: sqlite3.Connection, entries: list[tuple[str, str]]) -> None:
-    with db:  # one transaction: all of them or none
+    with _transaction(db):  # all of them or none
         db.executemany("INSERT INTO journal (run_id, entry) VALUES (?, ?)", entries)
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One transaction, holding the write lock from its start. (`with db:` begins none on a connection
+    in autocommit mode, as this one is: each statement would commit on its own.)"""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:  # some failures end the transaction themselves
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -19,9 +19,10 @@ NOW = 1_000_000.0
 
 
 async def race(
-    stores: list[Store], attempts: int, attempt: Callable[[Store, int], Awaitable[bool]]
+    stores: list[Store], attempts: int, attempt: Callable[[Store, int], Awaitable[object]]
 ) -> list[bool]:
-    """Run `attempt(store, i)` `attempts` times at once, spread over the stores; the answers in order."""
+    """Run `attempt(store, i)` `attempts` times at once, spread over the stores; the answers in order
+    (whether each is truthy: a reservation won, or a consume's ids)."""
     answers: list[bool] = [False] * attempts
 
     async def at_once(work: Callable[[Store, int], Awaitable[object]]) -> None:
@@ -69,20 +70,31 @@ async def test_a_plan_is_forgotten_after_keep_until(store: Store) -> None:
 
     assert await store.get_plan("short") is None
     assert await store.get_plan("long") is not None
-    assert await store.consume("short") is False
+    assert await store.consume("short") is None
     assert await store.get_plan("short") is None  # a late consume does not bring it back
 
 
 async def test_a_plan_is_consumed_once(store: Store) -> None:
     await store.put_plan("p", "body", NOW + 60, NOW)
 
-    assert await store.consume("p") is True
-    assert await store.consume("p") is False
+    assert await store.consume("p") == b"[]"  # a plan put without ids names none
+    assert await store.consume("p") is None
     assert await store.get_plan("p") == PlanSlot("body", used=True, asking_until=0.0)
 
 
+async def test_a_plans_ids_go_to_the_one_who_consumes_it(store: Store) -> None:
+    ids = b'["a\\nb","' + b"x" * 5_000_000 + b'","\xc3\xa9"]'  # bigger than any page, and not ASCII
+    await store.put_plan("p", "body", NOW + 60, NOW, ids=ids)
+    await store.put_plan("q", "other", NOW + 60, NOW, ids=b'["q"]')
+
+    assert await store.get_plan("p") == PlanSlot("body", used=False, asking_until=0.0)
+    assert await store.consume("p") == ids
+    assert await store.consume("p") is None
+    assert await store.consume("q") == b'["q"]'
+
+
 async def test_a_missing_plan_cannot_be_consumed_reserved_or_created_by_trying(store: Store) -> None:
-    assert await store.consume("ghost") is False
+    assert await store.consume("ghost") is None
     assert await store.reserve("ghost", NOW + 60, NOW) is False
     await store.release("ghost")
 
@@ -93,7 +105,7 @@ async def test_fifty_consumes_from_five_processes_have_one_winner(open_store: Op
     stores = [open_store() for _ in range(5)]
     await stores[0].put_plan("p", "body", NOW + 60, NOW)
 
-    answers = await race(stores, 50, lambda store, _: store.consume("p"))
+    answers = await race(stores, 50, lambda store, _: store.consume("p"))  # ids (b"[]") for the winner
 
     assert answers.count(True) == 1
     slot = await stores[3].get_plan("p")
@@ -121,7 +133,7 @@ async def test_consuming_ends_the_reservation_and_a_used_plan_is_never_reserved(
     await store.put_plan("p", "body", NOW + 600, NOW)
     assert await store.reserve("p", NOW + 60, NOW) is True
 
-    assert await store.consume("p") is True  # consuming does not look at the hold, it ends it
+    assert await store.consume("p") is not None  # consuming does not look at the hold, it ends it
     assert await store.get_plan("p") == PlanSlot("body", used=True, asking_until=0.0)
     assert await store.reserve("p", NOW + 60, NOW) is False
     assert await store.reserve("p", NOW + 600, NOW + 500) is False
@@ -183,6 +195,16 @@ async def test_entries_written_at_once_are_all_stored_each_in_its_callers_order(
             assert [e for e in stored.entries if e.startswith(f"{run}{n}-")] == [
                 f"{run}{n}-{i}" for i in range(5)
             ]
+
+
+async def test_entries_written_together_are_stored_all_or_none(store: Store) -> None:
+    await store.create_run("r", "owner", NOW, "body")
+    with pytest.raises(StoreError):
+        await store.append_entries([("r", "first"), ("r", "second"), ("r", None)])  # type: ignore[list-item]
+
+    stored = await store.get_run("r")
+    assert stored is not None
+    assert stored.entries == []
 
 
 async def test_a_run_id_is_created_once(store: Store) -> None:

@@ -151,10 +151,14 @@ async def test_an_issued_token_checks_out_with_its_plan(confirmations: Confirmat
     assert claims.size == 3
     assert claims.summary == "Delete 3 items."
     assert claims.totals == {"items": 3, "bytes": 300}
-    assert claims.members == ["a", "b", "c"]
     assert claims.expires == 1_000_000.0 + TTL
     assert claims.key == store_key(token.token)
-    assert claims.snapshot == SNAPSHOT
+    slot = await confirmations.store.get_plan(claims.key)
+    assert slot is not None
+    assert '"b"' not in slot.body  # the ids are kept apart, for consume alone
+    held = await confirmations.consume(claims)
+    assert held == SNAPSHOT
+    assert list(held.ordered) == ["a", "b", "c"]
 
 
 async def test_surrounding_whitespace_is_tolerated(confirmations: Confirmations) -> None:
@@ -604,6 +608,22 @@ def test_listed_members_against_a_counted_plan_cannot_be_shown_smaller() -> None
     # A plan that listed nobody cannot tell which listed ids the user saw.
     counted = Snapshot(totals={"items": 7})
     assert compare(counted, Snapshot({"items": 2}, frozenset({"a", "b"}))) == "grown"
+
+
+def test_sorted_ids_are_the_same_snapshot_as_their_set() -> None:
+    ordered = Snapshot(dict(PLANNED.totals), ordered=["a", "b", "c"])
+    assert ordered == PLANNED
+    assert ordered.members == PLANNED.members
+    assert ordered.digest == PLANNED.digest
+    assert ordered != Snapshot(dict(PLANNED.totals), ordered=["a", "b"])
+
+
+def test_a_recount_of_the_planned_ids_is_same_or_shrunk() -> None:
+    # The whole-state re-check: the plan's own ids with a count now.
+    held = Snapshot({"items": 3}, ordered=["a", "b", "c"])
+    assert compare(held, Snapshot({"items": 3}, ordered=held.ordered)) == "same"
+    assert compare(held, Snapshot({"items": 2}, ordered=held.ordered)) == "shrunk"
+    assert compare(held, Snapshot({"items": 3}, ordered=["a", "b", "d"])) == "grown"
 
 
 # --- the snapshot's digest -----------------------------------------------------------------------

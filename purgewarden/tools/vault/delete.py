@@ -121,15 +121,14 @@ class DeleteObjects(Operation[DeleteObjectsInput, Resolved, DeleteObjectsPlan, D
         fewer reads as shrunk; which planned ids are gone, the batches tell.
         """
         target = Target.of(args)
-        if held is None or not held.members or not target.whole_state:
+        if held is None or not held.count or not target.whole_state:
             return await self.observe(call, args)
         now = await count_in_state(vault_client(call.state), target, args)
-        if now > len(held.members):
+        if now > held.count:
             return await self.observe(call, args)
         # In id order (sorted for the plan's digest already): ids close together delete much faster.
-        return Observation(
-            Snapshot(totals={"objects": now}, members=held.members), Resolved(list(held.ordered))
-        )
+        ids = held.ordered
+        return Observation(Snapshot(totals={"objects": now}, ordered=ids), Resolved(list(ids)))
 
     def summary(self, target: Mapping[str, Any], observation: Observation[Resolved]) -> str:
         count = observation.snapshot.totals.get("objects", 0)

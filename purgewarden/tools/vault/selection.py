@@ -176,13 +176,13 @@ def selection_text(target: Mapping[str, Any]) -> str:
 
 @dataclass
 class Resolved:
-    """The ids a target names (in deletion order) and, for explicit ids, those that are absent now."""
+    """The ids a target names, each once (in deletion order), and, for explicit ids, those that are absent now."""
 
     ids: list[str]
     absent: list[str] = field(default_factory=list)
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(totals={"objects": len(self.ids)}, members=frozenset(self.ids))
+        return Snapshot(totals={"objects": len(self.ids)}, ordered=sorted(self.ids))
 
 
 def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
