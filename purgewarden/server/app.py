@@ -1,4 +1,5 @@
-"""Builds the MCP server: which tools are served, and the clients, audit log and confirmations they share."""
+"""Builds the MCP server: which tools are served (listed from the state directory where an earlier start kept
+the listing), and the clients, audit log and confirmations they share."""
 
 from __future__ import annotations
 
@@ -8,17 +9,26 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import struct
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
+import anyio
+import anyio.to_thread
+import mcp
+import pydantic
+import pydantic_core
 from mcp.server import MCPServer
 from mcp.server.auth.routes import create_protected_resource_routes
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.tools import Tool, ToolManager
 from mcp.server.request_state import RequestStateSecurity
 from mcp.types import (
     CallToolRequestParams,
@@ -29,25 +39,27 @@ from mcp.types import (
     PaginatedRequestParams,
     TextContent,
 )
-from pydantic import SecretStr
+from mcp.types import Tool as ListedTool
+from pydantic import BaseModel, SecretStr, ValidationError
 from starlette.applications import Starlette
 
 from purgewarden import __version__
-from purgewarden.clients.base import RetryPolicy
 from purgewarden.config import VARIABLE_OF_FIELD, Service, Settings
 from purgewarden.safety.audit import AuditLog
-from purgewarden.safety.kernel import Call, Operation
 from purgewarden.safety.plans import Confirmations, Refusal
 from purgewarden.safety.redact import Redactor
-from purgewarden.safety.registry import Toolset, ToolSpec, instrumented, refuse_without_scope
 from purgewarden.safety.runs import RUN_URI, Runs
 from purgewarden.safety.scopes import caller_lacks, scopes_supported
 from purgewarden.safety.state import AppState
 from purgewarden.server.auth import oauth_of
 from purgewarden.server.health import add_health_routes
 from purgewarden.store import open_store
-from purgewarden.tools.runs import run_resource
-from purgewarden.tools.runs import toolset as runs_toolset
+
+# The kernel, the tool registry, the tool modules and the API clients are imported where they are first
+# used: a start that lists its tools from the kept listing imports them in the background (`ServedTools`).
+if TYPE_CHECKING:
+    from purgewarden.safety.kernel import Operation
+    from purgewarden.safety.registry import Toolset, ToolSpec
 
 logger = logging.getLogger("purgewarden")
 
@@ -90,6 +102,8 @@ def warn_unserved(settings: Settings) -> None:
 
 def served_toolsets(settings: Settings) -> list[Toolset]:
     """The configured services' toolsets, and the runs' tools wherever a destructive tool is served."""
+    from purgewarden.tools.runs import toolset as runs_toolset
+
     toolsets = [
         importlib.import_module(f"purgewarden.tools.{s}").toolset for s in configured_services(settings)
     ]
@@ -104,58 +118,203 @@ def served_tools(settings: Settings) -> list[ToolSpec]:
     return specs
 
 
+@dataclass(frozen=True)
+class Built:
+    """The served tools, built: their specs by name, the SDK's tools and the destructive operations."""
+
+    specs: dict[str, ToolSpec]
+    tools: list[Tool]
+    operations: list[Operation[Any, Any, Any, Any]]
+
+
+def build(settings: Settings) -> Built:
+    """Import every served tool module and build each tool's schemas: most of what start-up costs."""
+    specs = served_tools(settings)
+    operations = [op for toolset in served_toolsets(settings) for op in toolset.operations]
+    return Built({spec.name: spec for spec in specs}, [_tool(spec) for spec in specs], operations)
+
+
+class Catalog(BaseModel):
+    """What tools/list shows of the served tools (before a caller's scopes are applied) and each one's kind
+    and service: all a client learns of the tools before it calls one."""
+
+    key: str
+    tools: list[ListedTool]
+    kinds: dict[str, tuple[str, str]]
+
+
+CATALOG_FILE = "tools.json"
+DEPENDENCIES = ("mcp-", "pydantic-", "pydantic_core-")
+"""Whose versions shape the schemas (the SDK builds them, with pydantic), by their installed metadata."""
+
+
+def catalog_key(settings: Settings) -> str:
+    """What decides the listing: this code (every source file of the package), the Python, SDK and pydantic
+    that turn it into schemas, and the tools the settings select."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            source = (Path(directory) / name).read_bytes()
+            where = (Path(directory) / name).relative_to(root).as_posix()
+            digest.update(f"{where}\0{len(source)}\0".encode() + source)
+    installed = os.listdir(Path(mcp.__file__).resolve().parent.parent)
+    versions = sorted(
+        name for name in installed if name.endswith(".dist-info") and name.startswith(DEPENDENCIES)
+    )
+    selection = [configured_services(settings), settings.read_only]
+    digest.update(
+        json.dumps([sys.version, pydantic.VERSION, pydantic_core.__version__, versions, selection]).encode()
+    )
+    return digest.hexdigest()
+
+
+class ServedTools:
+    """The tools this server serves. Building them (`build`) is most of start-up, so a start whose state
+    directory holds the listing an earlier start wrote, for the same key, answers tools/list from it and
+    builds the tools in the background; calls wait for them. Other starts build at once and write the
+    listing when they first answer tools/list."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path = settings.state_dir / CATALOG_FILE
+        self.key = catalog_key(settings)
+        self.catalog = self._read()
+        self.current = None if self.catalog is not None else build(settings)
+        self.kinds: dict[str, tuple[str, str]] = (
+            self.catalog.kinds
+            if self.catalog is not None
+            else {name: (spec.kind, spec.service) for name, spec in self.specs.items()}
+        )
+
+    @property
+    def specs(self) -> dict[str, ToolSpec]:
+        """The served tools by name, once built (calls wait for that)."""
+        if self.current is None:
+            raise RuntimeError("the tools are not built yet")
+        return self.current.specs
+
+    async def build_in_background(self) -> Built:
+        """Build the tools in a worker thread, so that the event loop goes on answering meanwhile."""
+        self.current = await anyio.to_thread.run_sync(build, self.settings)
+        return self.current
+
+    def keep(self, listed: list[ListedTool]) -> Catalog:
+        """The listing of the tools built at start, written for the next start (which is only slower
+        without it: a state directory that cannot be written is no error)."""
+        self.catalog = Catalog(key=self.key, tools=listed, kinds=self.kinds)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f".{CATALOG_FILE}.{os.getpid()}")
+            partial.write_text(self.catalog.model_dump_json(by_alias=True, exclude_none=True))
+            partial.replace(self.path)
+        except OSError as error:
+            logger.info("the tool listing could not be kept in %s: %s", self.path, error)
+        return self.catalog
+
+    def _read(self) -> Catalog | None:
+        try:
+            catalog = Catalog.model_validate_json(self.path.read_bytes())
+        except (OSError, ValidationError):
+            return None
+        return catalog if catalog.key == self.key else None
+
+
 class Lifetime:
     """What one purgewarden process holds whatever the number of sessions: clients, audit log, store and
     the runs it carries out. Streamable HTTP enters the lifespan once, SSE once per connection, so the
-    first to enter opens it and it stays open until that one leaves (`http_app` holds it for the app)."""
+    first to enter opens it and it stays open until that one leaves (`http_app` holds it for the app).
 
-    def __init__(self, settings: Settings, operations: list[Operation[Any, Any, Any, Any]]) -> None:
+    Opening it does not hold up the first answers: the tools, the API clients and the runs (a heartbeat,
+    and the runs of dead processes taken over) are prepared in the background, and every call waits for
+    them (`prepared`). `state` is set once they are."""
+
+    def __init__(self, settings: Settings, tools: ServedTools, adopt: Callable[[Built], None]) -> None:
         self.settings = settings
-        self.operations = operations
+        self.tools = tools
+        self.adopt = adopt
         self.state: AppState | None = None
+        self._opened: tuple[AppState, anyio.Event] | None = None
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[AppState]:
-        if self.state is not None:
-            yield self.state
+        if self._opened is not None:
+            yield self._opened[0]
             return
         settings = self.settings
         redactor = Redactor(settings.secrets())
         store = open_store(settings.store_url, settings.state_dir)
-        runs = Runs(store)
         state = AppState(
             settings=settings,
             redactor=redactor,
             audit=AuditLog(settings.audit_log, redactor),
             confirmations=Confirmations(store, settings.confirmation_ttl),
-            runs=runs,
+            runs=Runs(store),
         )
         async with AsyncExitStack() as stack:
             stack.push_async_callback(store.close)
-            _open_clients(state, stack)
             stack.callback(state.audit.close)
-            for op in self.operations:
-                runs.resumers[op.tool] = functools.partial(op.resume, state)
-            await stack.enter_async_context(runs.serving())
-            self.state = state
+            background = await stack.enter_async_context(anyio.create_task_group())
+            ready, leaving = anyio.Event(), anyio.Event()
+            background.start_soon(self._prepare, state, ready, leaving)
+            self._opened = (state, ready)
             try:
                 yield state
+            finally:
+                self._opened = None
+                leaving.set()
+                if not ready.is_set():  # still preparing: nothing to stop but the preparation
+                    background.cancel_scope.cancel()
+
+    async def prepared(self) -> None:
+        """Wait until calls can be served. A preparation that failed takes the server down with it."""
+        if self._opened is not None:
+            await self._opened[1].wait()
+
+    async def _prepare(self, state: AppState, ready: anyio.Event, leaving: anyio.Event) -> None:
+        built = self.tools.current
+        if built is None:  # listed from the kept catalog
+            built = await self.tools.build_in_background()
+            self.adopt(built)
+        async with AsyncExitStack() as stack:
+            _open_clients(state, stack)
+            for op in built.operations:
+                state.runs.resumers[op.tool] = functools.partial(op.resume, state)
+            await stack.enter_async_context(state.runs.serving())
+            self.state = state
+            ready.set()
+            try:
+                await leaving.wait()
             finally:
                 self.state = None
 
 
 class PurgewardenServer(MCPServer[AppState]):
     lifetime: Lifetime
-    specs: dict[str, ToolSpec]
-    """The served tools by name: over OAuth, the scope each needs follows from its kind and service."""
+    tools: ServedTools
+    """Over OAuth, the scope each tool needs follows from its kind and service (`ServedTools.kinds`)."""
+
+    def adopt(self, built: Built) -> None:
+        """Serve the tools built after start-up (the SDK's tool manager is made once, at construction)."""
+        self._tool_manager = ToolManager(
+            tools=built.tools, warn_on_duplicate_tools=self.settings.warn_on_duplicate_tools
+        )
 
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        """Over OAuth, each caller sees only the tools its access token's scopes allow."""
-        listed = await super()._handle_list_tools(ctx, params)
-        allowed = [tool for tool in listed.tools if self._lacks(tool.name) is None]
-        return listed.model_copy(update={"tools": allowed})
+        """The listing, kept or built; over OAuth, each caller sees only the tools its scopes allow."""
+        catalog = self.tools.catalog
+        if catalog is None:
+            catalog = self.tools.keep((await super()._handle_list_tools(ctx, params)).tools)
+        return ListToolsResult(tools=[tool for tool in catalog.tools if self._lacks(tool.name) is None])
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        """As listed, before the tools are built (the SDK asks for it before a call reaches the handler)."""
+        if self.tools.current is None and self.tools.catalog is not None:
+            return next((tool.input_schema for tool in self.tools.catalog.tools if tool.name == name), None)
+        return super()._tool_input_schema(name)
 
     async def _handle_call_tool(
         self, ctx: ServerRequestContext[AppState], params: CallToolRequestParams
@@ -163,7 +322,11 @@ class PurgewardenServer(MCPServer[AppState]):
         """A tool the caller's scopes do not allow is refused here, before the SDK resolves its arguments: a
         destructive tool's resolver would otherwise ask the user about a call that is then refused. (The
         tool's own wrapper refuses it too, for calls that do not come through here.)"""
-        spec = self.specs.get(params.name)
+        from purgewarden.safety.kernel import Call
+        from purgewarden.safety.registry import refuse_without_scope
+
+        await self.lifetime.prepared()
+        spec = self.tools.specs.get(params.name)
         if spec is not None and self._lacks(spec.name) is not None:
             context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self, input_params=params)
             call = Call.of(context, spec.name, spec.service)
@@ -176,8 +339,8 @@ class PurgewardenServer(MCPServer[AppState]):
         return await super()._handle_call_tool(ctx, params)
 
     def _lacks(self, name: str) -> str | None:
-        spec = self.specs.get(name)
-        return None if spec is None else caller_lacks(spec.kind, spec.service)
+        kind = self.tools.kinds.get(name)
+        return None if kind is None else caller_lacks(*kind)
 
     def streamable_http_app(self, **options: Any) -> Starlette:
         return self._advertising_scopes(super().streamable_http_app(**options))
@@ -191,7 +354,7 @@ class PurgewardenServer(MCPServer[AppState]):
         auth = self.settings.auth
         if auth is None or auth.resource_server_url is None:
             return app
-        destructive = [spec.service for spec in self.specs.values() if spec.kind == "destructive"]
+        destructive = [service for kind, service in self.tools.kinds.values() if kind == "destructive"]
         metadata = create_protected_resource_routes(
             resource_url=auth.resource_server_url,
             authorization_servers=[auth.issuer_url],
@@ -218,9 +381,7 @@ def request_state_security(settings: Settings) -> RequestStateSecurity | None:
 def create_app(settings: Settings | None = None) -> PurgewardenServer:
     """The purgewarden MCP server for these settings (from the environment when omitted)."""
     settings = settings or Settings.from_env()
-    toolsets = served_toolsets(settings)
-    specs = served_tools(settings)
-    lifetime = Lifetime(settings, [op for toolset in toolsets for op in toolset.operations])
+    tools = ServedTools(settings)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -234,20 +395,29 @@ def create_app(settings: Settings | None = None) -> PurgewardenServer:
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
-        tools=[_tool(spec) for spec in specs],
+        tools=tools.current.tools if tools.current is not None else [],
         request_state_security=request_state_security(settings),
         auth=oauth[0] if oauth else None,
         token_verifier=oauth[1] if oauth else None,
         icons=server_icons(),
     )
+    lifetime = Lifetime(settings, tools, server.adopt)
     server.lifetime = lifetime
-    server.specs = {spec.name: spec for spec in specs}
+    server.tools = tools
     add_health_routes(server, lifetime, configured_services(settings))
     warn_unserved(settings)
     server.resource(RUN_URI, name="run", title="A purgewarden run", mime_type="application/json")(
         run_resource
     )
     return server
+
+
+async def run_resource(run_id: str, ctx: Context) -> str:
+    """A run as JSON: what a destructive tool's result links to."""
+    from purgewarden.tools import runs
+
+    await cast(PurgewardenServer, ctx.mcp_server).lifetime.prepared()
+    return await runs.run_resource(run_id, ctx)
 
 
 def server_icons() -> list[Icon]:
@@ -261,6 +431,8 @@ def server_icons() -> list[Icon]:
 
 
 def _tool(spec: ToolSpec) -> Tool:
+    from purgewarden.safety.registry import instrumented
+
     # Every tools/list lands in the model's context, so it carries only what a model uses: descriptions
     # without the docstring's line breaks and indentation, no generated titles anywhere, no field prose in
     # output schemas (the summary explains results), and sub-models written in place rather than as $defs.
@@ -355,6 +527,8 @@ def _inline_defs(schema: dict[str, Any]) -> None:
 
 def _open_clients(state: AppState, stack: AsyncExitStack) -> None:
     """One pooled client per configured service, closed when the server stops."""
+    from purgewarden.clients.base import RetryPolicy
+
     settings = state.settings
     options: dict[str, Any] = {
         "timeout": settings.http_timeout,
