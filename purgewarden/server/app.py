@@ -269,7 +269,7 @@ class Lifetime:
 
     async def prepared(self) -> None:
         """Wait until calls can be served. A preparation that failed takes the server down with it."""
-        if self._opened is not None:
+        if self._opened is not None and not self._opened[1].is_set():
             await self._opened[1].wait()
 
     async def _prepare(self, state: AppState, ready: anyio.Event, leaving: anyio.Event) -> None:
@@ -322,12 +322,12 @@ class PurgewardenServer(MCPServer[AppState]):
         """A tool the caller's scopes do not allow is refused here, before the SDK resolves its arguments: a
         destructive tool's resolver would otherwise ask the user about a call that is then refused. (The
         tool's own wrapper refuses it too, for calls that do not come through here.)"""
-        from purgewarden.safety.kernel import Call
-        from purgewarden.safety.registry import refuse_without_scope
-
         await self.lifetime.prepared()
         spec = self.tools.specs.get(params.name)
         if spec is not None and self._lacks(spec.name) is not None:
+            from purgewarden.safety.kernel import Call
+            from purgewarden.safety.registry import refuse_without_scope
+
             context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self, input_params=params)
             call = Call.of(context, spec.name, spec.service)
             try:
