@@ -277,6 +277,8 @@ class Lifetime:
         if built is None:  # listed from the kept catalog
             built = await self.tools.build_in_background()
             self.adopt(built)
+            if leaving.is_set():  # the server stopped while they were built: nothing more to open
+                return
         async with AsyncExitStack() as stack:
             _open_clients(state, stack)
             for op in built.operations:
