@@ -62,7 +62,7 @@ class Scale:
             calls=200,
             cold_starts=9,
             concurrency_levels=(1, 2, 4, 8, 16, 32),
-            capacity_levels=(2, 4, 8, 12, 16, 24, 32),
+            capacity_levels=(4, 8, 12, 16, 24, 32),
             simultaneous_calls=50,
             rps_seconds=3.0,
             latency=0.025,

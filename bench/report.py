@@ -314,7 +314,7 @@ def _adaptive(run: Run, plot_path: Path | None, report_path: Path) -> list[str]:
         "No setting says how many batches to keep in flight: `PURGEWARDEN_VAULT_DELETE_CONCURRENCY` "
         f"(default {run.default_concurrency}) is only the upper bound. The server starts at 4, grows by half "
         "a round while each step raises throughput, then moves one step at a time, keeping a step only if "
-        "throughput rose by at least 35 % of the step's share (requests in flight / mean latency), and halves "
+        "throughput rose by at least 25 % of the step's share (requests in flight / mean latency), and halves "
         "on a 429, 503 or timeout (`purgewarden/clients/limits.py`). Against a database whose workers are "
         "full, more in flight only lengthens its queue, so the limit settles at its knee; with a round trip "
         "to hide, throughput keeps rising with the limit, and so does the limit. The limit persists with the "

@@ -6,7 +6,7 @@ hill, deciding once per round (a limit's worth of answers to requests sent since
 least `ROUND_ANSWERS`: about one round trip):
 
 - **A step is kept only if it paid.** Throughput is requests in flight / mean latency (Little's law).
-  A step up must raise it by at least `GAIN_SHARE` of the step's own share (11 → 12 must gain 3.2 %);
+  A step up must raise it by at least `GAIN_SHARE` of the step's own share (11 → 12 must gain 2.3 %);
   a step down is kept when it costs less than that. A step that did not pay is undone, and the other
   direction is tried after `HOLD_ROUNDS`. Where the API queues requests (its workers are full), more in
   flight only adds latency, so the limit settles at the knee: every worker busy, nothing waiting. Where
@@ -35,7 +35,7 @@ INITIAL_LIMIT = 4
 """Where an API not seen yet starts: low, as a newcomer to a shared database should."""
 SLOW_START_GROWTH = 1.5
 """Per round until a step fails to pay; its overshoot is at most this factor in load, for one round."""
-GAIN_SHARE = 0.35
+GAIN_SHARE = 0.25
 """A step up is kept when throughput rises by at least this share of the step (and one down when it
 falls by less): more in flight must buy more work done, not only a longer queue."""
 HOLD_ROUNDS = 4
