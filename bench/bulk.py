@@ -237,16 +237,19 @@ async def bulk_delete(
     if capacity:
         emulators.vault_capacity(**VAULT_CAPACITY)
     try:
-        async with Client(purgewarden_stdio(environment)) as client, vault_http(environment, 64) as http:
+        async with Client(purgewarden_stdio(environment)) as client:
             await call(client, "vault_list_collections", {}, sizes, "demo")  # connect before timing
-            await http.get("/data/info/health")
             for rep in range(scale.reps):
                 timeline = Timeline()
                 await tool_rep(client, emulators, n, sizes, sweep.tool, timeline, capacity=capacity)
                 sweep.timelines.append(timeline)
                 for concurrency in levels[rep % len(levels) :] + levels[: rep % len(levels)]:
                     arm = sweep.hand.setdefault(concurrency, Arm())
-                    await hand_rep(http, emulators, n, concurrency, arm, capacity)
+                    # A client per run: a pool idle while the others ran holds connections the emulator
+                    # closes after 5 s, and a DELETE sent on one as it closes is lost (httpx2.ReadError).
+                    async with vault_http(environment, concurrency) as http:
+                        await http.get("/data/info/health")  # connected before timing
+                        await hand_rep(http, emulators, n, concurrency, arm, capacity)
             servers = children_named("purgewarden")
             if len(servers) != 1:
                 raise AssertionError(f"expected one purgewarden server child, found {servers}")
