@@ -1,10 +1,15 @@
-"""What every test that starts real processes needs: a free port, a clean stop, a raw MCP request."""
+"""What every test that starts real processes needs: a free port, a wait until it answers, a clean stop,
+a raw MCP request."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from typing import Any
+
+import httpx2
 
 INITIALIZE: dict[str, Any] = {
     "jsonrpc": "2.0",
@@ -26,6 +31,24 @@ def free_port(address: str = "127.0.0.1") -> int:
         probe.bind((address, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def wait_answering(
+    process: subprocess.Popen[bytes], url: str, output: Callable[[], str], seconds: float = 30
+) -> None:
+    """Until `url` answers (whatever its status); a server that exits first, or never answers, fails the
+    test with `output()` (what it wrote), which is read only then."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited at start-up:\n{output()}")
+        try:
+            httpx2.get(url, timeout=0.5)
+            return
+        except httpx2.TransportError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not answer within {seconds:g} s:\n{output()}") from None
+            time.sleep(0.05)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -14,7 +14,6 @@ import select
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from purgewarden.safety.scopes import DELETE, READ, service_scope
 from purgewarden.sandbox import Sandbox
-from tests.processes import free_port, stop
+from tests.processes import free_port, stop, wait_answering
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "authorization-server.mjs"
@@ -157,19 +156,6 @@ def start_purgewarden(
     return proc, audit_log, log
 
 
-def wait_listening(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"purgewarden exited early: {log.read_text()}")
-        try:
-            httpx2.get(base + "/", timeout=0.5)
-            return
-        except httpx2.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("purgewarden did not start listening within 30 s")
-
-
 @dataclass
 class World:
     issuer: AuthorizationServer
@@ -227,8 +213,8 @@ def world(running_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) ->
             },
         )
         stopping.append(introspecting_proc)
-        wait_listening(jwt_proc, jwt_base, jwt_log)
-        wait_listening(introspecting_proc, introspecting_base, introspecting_log)
+        wait_answering(jwt_proc, jwt_base + "/", jwt_log.read_text)
+        wait_answering(introspecting_proc, introspecting_base + "/", introspecting_log.read_text)
         yield World(
             issuer=issuer,
             other_issuer=other_issuer,

@@ -8,16 +8,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from purgewarden.sandbox import Sandbox
-from tests.processes import free_port
+from tests.processes import free_port, wait_answering
 
 SERVE = [sys.executable, "-m", "purgewarden", "serve"]
 
@@ -104,17 +102,13 @@ def serve_http() -> Iterator[ServeHttp]:
         served.out.start()
         served.err.start()
         started.append(served)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                served.stop()
-                raise AssertionError(f"server exited early: {served.stderr()}")
-            try:
-                httpx2.get(served.base + "/healthz", timeout=0.5)
-                return served
-            except httpx2.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("server did not start listening within 30 s")
+
+        def last_words() -> str:
+            served.stop()  # its drains joined: all it wrote
+            return served.stderr()
+
+        wait_answering(proc, served.base + "/healthz", last_words)
+        return served
 
     yield start
     for served in started:

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from purgewarden.sandbox import Sandbox
 from tests.conftest import Elicitation
 from tests.haproxy import SERVED_BY, Balancer, haproxy_binary, running_haproxy
-from tests.processes import stop
+from tests.processes import stop, wait_answering
 from tests.redis_server import redis_binary, running_redis
 
 NAMES = ("r1", "r2", "r3")
@@ -137,18 +136,11 @@ def launch(
 
 
 def wait_until_serving(replica: Replica) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        if replica.process.poll() is not None:
-            log = (replica.state_dir / "server.log").read_text(errors="replace")
-            raise RuntimeError(f"replica {replica.name} exited at start-up:\n{log[-3000:]}")
-        try:
-            httpx2.get(f"http://127.0.0.1:{replica.port}/", timeout=0.5)
-            return
-        except httpx2.TransportError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"replica {replica.name} did not listen within 30 s") from None
-            time.sleep(0.05)
+    def log_tail() -> str:
+        log = (replica.state_dir / "server.log").read_text(errors="replace")
+        return f"replica {replica.name}:\n{log[-3000:]}"
+
+    wait_answering(replica.process, f"http://127.0.0.1:{replica.port}/", log_tail)
 
 
 @pytest.fixture(scope="module")

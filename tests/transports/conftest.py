@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
-import httpx2
 import pytest
 
 from purgewarden.sandbox import Sandbox
-from tests.processes import free_port
+from tests.processes import free_port, stop, wait_answering
 
 SERVER_SECRETS_ENV = ("KATAPULT_API_TOKEN", "PVAULT_API_KEY", "COCOON_ACCESS_TOKEN")
 
@@ -57,23 +55,9 @@ def http_server(server_env: dict[str, str]) -> Iterator[HttpServer]:
         )
         started.append(proc)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"server exited early: {proc.stderr.read().decode() if proc.stderr else ''}"
-                )
-            try:
-                httpx2.get(base + "/", timeout=0.5)
-                return base
-            except httpx2.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("server did not start listening within 30 s")
+        wait_answering(proc, base + "/", lambda: proc.stderr.read().decode() if proc.stderr else "")
+        return base
 
     yield start
     for proc in started:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
