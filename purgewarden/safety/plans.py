@@ -94,11 +94,16 @@ class Snapshot:
         return f"Snapshot(totals={dict(self.totals)!r}, {self.count} ids)"
 
     @cached_property
+    def encoded_ids(self) -> bytes:
+        """The sorted ids as one JSON array: what a plan stores and what the digest hashes, encoded once
+        (by pydantic's Rust encoder, in a fraction of a per-id loop's time). JSON quotes and escapes
+        each id, so no id can pose as two and any id comes back exactly."""
+        return to_json(self.ordered)
+
+    @cached_property
     def digest(self) -> str:
         h = hashlib.sha256(json.dumps(dict(sorted(self.totals.items()))).encode())
-        for member in self.ordered:
-            encoded = member.encode()
-            h.update(len(encoded).to_bytes(4, "big") + encoded)  # length-prefixed: no id can pose as two
+        h.update(self.encoded_ids)
         return h.hexdigest()[:32]
 
 
@@ -194,8 +199,9 @@ class Confirmations:
         body = claims.model_dump_json(exclude={"key", "asking_until"})
         # The ids go apart from the bindings, as one JSON text (any id comes back exactly): `check` does
         # not read 100,000 of them, and `consume` reads them once.
-        ids = to_json(snapshot.ordered)
-        await self.store.put_plan(store_key(token), body, claims.expires + self.ttl, now, ids=ids)
+        await self.store.put_plan(
+            store_key(token), body, claims.expires + self.ttl, now, ids=snapshot.encoded_ids
+        )
         return Issued(
             token=token, expires_at=datetime.fromtimestamp(claims.expires, UTC).isoformat(timespec="seconds")
         )
