@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict
 
 from purgewarden.clients.base import ServiceClient
 from purgewarden.clients.errors import ApiError
@@ -49,9 +50,12 @@ class Organization(_Model):
     managed: bool = False
 
 
-class TrashObject(_Model):
+class TrashObject(TypedDict):
+    """A plain dict, not a model: a preview reads tens of thousands of them, and pydantic builds dicts of
+    plain values in a third of a model's time, which the garbage collector then never has to scan."""
+
     id: str
-    keep_until: int = Field(description="Unix time Katapult purges it by itself")
+    keep_until: Annotated[int, Field(description="Unix time Katapult purges it by itself")]
     object_id: str
     object_type: str
 
@@ -232,13 +236,14 @@ class KatapultClient(ServiceClient):
 
     async def list_all_trash_objects(
         self, organization: Mapping[str, str], *, concurrency: int = 4
-    ) -> list[TrashObject]:
+    ) -> dict[str, TrashObject]:
         """The whole trash: page 1 gives the page count, then pages are fetched at once, as many as the
         API takes without queueing them (`AdaptiveLimit`, learned over this client's life), at most
         `concurrency`.
 
-        Objects are returned in the API's order, without duplicates (a page can shift while it is read).
-        Without a page count (`large_set`), workers go on until a page comes back short.
+        Objects are returned by id, in the API's order, each once (a page can shift while it is read: the
+        first sighting counts). Without a page count (`large_set`), workers go on until a page comes back
+        short.
         """
         first = await self.list_trash_objects(organization, page=1, per_page=MAX_PER_PAGE)
         pages: dict[int, list[TrashObject]] = {1: first.trash_objects}
@@ -271,14 +276,11 @@ class KatapultClient(ServiceClient):
         except* ApiError as failed:
             # The first failure cancelled the other workers; it alone says what went wrong.
             raise _first(failed) from None
-        seen: set[str] = set()
-        objects: list[TrashObject] = []
+        by_id: dict[str, TrashObject] = {}
         for number in sorted(pages):
             for trash_object in pages[number]:
-                if trash_object.id not in seen:
-                    seen.add(trash_object.id)
-                    objects.append(trash_object)
-        return objects
+                by_id.setdefault(trash_object["id"], trash_object)
+        return by_id
 
     async def purge_all_trash_objects(self, organization: Mapping[str, str]) -> Task:
         """Queue a purge of the organization's whole trash; re-sent only if Katapult provably did nothing."""

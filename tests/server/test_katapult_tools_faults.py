@@ -297,6 +297,7 @@ async def test_the_whole_trash_is_fetched_concurrently_once_each_in_order(sandbo
     try:
         for concurrency in (1, 4, 16):
             found = await client.list_all_trash_objects({"sub_domain": "acme"}, concurrency=concurrency)
-            assert [t.id for t in found] == [t.id for t in expected]
+            assert list(found) == [t.id for t in expected]
+            assert all(found[t.id]["object_type"] == t.object_type for t in expected)
     finally:
         await client.aclose()

@@ -15,7 +15,10 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from operator import itemgetter
 from typing import Any, Literal
 
 import anyio
@@ -40,7 +43,18 @@ RECONCILE_POLLS = 30
 PLAIN_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 """An object type that may appear (quoted) in a plan summary, which is also the question put to the user."""
 
-Trash = list[TrashObject]
+
+@dataclass(frozen=True)
+class Trash:
+    """An organization's whole trash as observed, by id in the API's order, with its count by type: made
+    once, since the plan and its summary both need it and the trash can hold tens of thousands."""
+
+    objects: dict[str, TrashObject]
+    by_type: Counter[str]
+
+    @classmethod
+    def of(cls, objects: dict[str, TrashObject]) -> Trash:
+        return cls(objects, Counter(map(itemgetter("object_type"), objects.values())))
 
 
 class PurgeAllTrashObjectsInput(BaseModel):
@@ -67,13 +81,13 @@ class PurgeAllTrashObjectsOutcome(OutcomeOutput):
     task: TaskState | None = Field(None, description="Null when Katapult's answer was lost")
 
 
-def describe_purge(organization: str, objects: Trash) -> str:
+def describe_purge(organization: str, trash: Trash) -> str:
     kinds: Counter[str] = Counter()
-    for kind, n in Counter(t.object_type for t in objects).items():  # a regex per type, not per object
+    for kind, n in trash.by_type.items():  # a regex per type, not per object
         kinds[quote(kind) if PLAIN_TYPE.fullmatch(kind) else "other"] += n
     detail = listed([f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))])
     return (
-        f"Permanently purge all {len(objects)} objects ({detail or 'none'}) from the trash of Katapult "
+        f"Permanently purge all {len(trash.objects)} objects ({detail or 'none'}) from the trash of Katapult "
         f"organization {quote(organization)}; they can no longer be restored."
     )
 
@@ -126,8 +140,9 @@ class PurgeAllTrashObjects(
 
     async def observe(self, call: Call, args: PurgeAllTrashObjectsInput) -> Observation[Trash]:
         objects = await whole_trash(call.state, katapult_client(call.state), args.organization)
-        ids = frozenset(t.id for t in objects)
-        return Observation(Snapshot(totals={"objects": len(ids)}, members=ids), objects)
+        # Each id once already, so sorted for the digest without a set of tens of thousands of them.
+        snapshot = Snapshot(totals={"objects": len(objects)}, ordered=sorted(objects))
+        return Observation(snapshot, Trash.of(objects))
 
     def summary(self, target: Mapping[str, Any], observation: Observation[Trash]) -> str:
         return describe_purge(str(target["organization"]), observation.data)
@@ -135,16 +150,21 @@ class PurgeAllTrashObjects(
     async def plan(
         self, call: Call, args: PurgeAllTrashObjectsInput, observation: Observation[Trash]
     ) -> tuple[list[str], dict[str, Any]]:
-        objects = observation.data
+        trash = observation.data
+        objects = trash.objects
         warnings = []
-        # One clock reading and one count by type for the whole trash: tens of thousands of objects.
+        # One clock reading for the whole trash: tens of thousands of objects.
         purged_anyway_by = time.time() + PURGE_SOON_SECONDS
-        soon = sum(1 for t in objects if t.keep_until <= purged_anyway_by)
+        soon = sum(
+            1
+            for keep_until in map(itemgetter("keep_until"), objects.values())
+            if keep_until <= purged_anyway_by
+        )
         if soon:
             warnings.append(
                 f"{soon} objects would be purged automatically within the hour anyway (keep_until)."
             )
-        counts = Counter(t.object_type for t in objects)
+        counts = trash.by_type
         accounts = counts["ObjectStorageAccount"]
         if accounts:
             warnings.append(
@@ -159,7 +179,7 @@ class PurgeAllTrashObjects(
         by_type = dict(counts.most_common(TYPES_SHOWN))
         if len(counts) > TYPES_SHOWN:
             by_type["(other types)"] = len(objects) - sum(by_type.values())
-        return warnings, {"by_type": by_type, "sample": objects[:SAMPLE_SIZE]}
+        return warnings, {"by_type": by_type, "sample": list(islice(objects.values(), SAMPLE_SIZE))}
 
     async def resume(self, state: AppState, record: RunRecord, told: Replay, journal: Journal) -> None:
         """A purge whose server stopped after Katapult queued it: follow the task to its end, then tell
@@ -177,7 +197,7 @@ class PurgeAllTrashObjects(
         if task.status not in ("completed", "failed"):
             return
         after = await whole_trash(state, client, record.target["organization"])
-        account_by_trash(journal.ledger, told.in_flight, {t.id for t in after}, task)
+        account_by_trash(journal.ledger, told.in_flight, after, task)
         record.notes.append(
             f"After the restart, purge task {quote(task_id)} was followed to its end ({task.status}) and the "
             "trash re-read."
@@ -281,9 +301,8 @@ async def verified(
             fate, approved, why=f"task {quote(task.id)} {task.status}; the trash could not be re-read"
         )
         raise
-    left = {t.id for t in after}
-    gone, kept = account_by_trash(run.ledger, approved, left, task)
-    late = len(left) - len(kept)
+    gone, kept = account_by_trash(run.ledger, approved, after, task)
+    late = len(after) - len(kept)
     if late:
         run.notes.append(
             f"{late} objects were trashed after the purge was approved; they are still in the trash."
@@ -314,7 +333,7 @@ async def verified(
 
 
 def account_by_trash(
-    ledger: Ledger, approved: Sequence[str], left: set[str], task: Task
+    ledger: Ledger, approved: Sequence[str], left: Container[str], task: Task
 ) -> tuple[list[str], list[str]]:
     """The task is over: an approved object gone from the trash was purged; one still there stays there."""
     gone = [i for i in approved if i not in left]
@@ -349,9 +368,8 @@ async def reconcile(
             break
         await anyio.sleep(interval)
     after = await whole_trash(call.state, client, organization)
-    left = {t.id for t in after}
-    gone = [i for i in approved if i not in left]
-    kept = [i for i in approved if i in left]
+    gone = [i for i in approved if i not in after]
+    kept = [i for i in approved if i in after]
     run.ledger.settle(after_read_back("unknown", still_present=False), gone)
     run.ledger.settle(after_read_back("unknown", still_present=True), kept, why=MAY_YET_HAPPEN)
     where = f"the trash of organization {quote(organization)}"
@@ -416,5 +434,5 @@ class TrashWatch(Watch):
                 return Look(self.outside, planned_remain=count > len(self.outside))
         objects = await whole_trash(self.state, client, self.organization)
         self.count = len(objects)
-        self.outside = {t.id: trash_line(t) for t in objects if t.id not in self.planned}
+        self.outside = {i: trash_line(t) for i, t in objects.items() if i not in self.planned}
         return Look(self.outside, planned_remain=self.count > len(self.outside))

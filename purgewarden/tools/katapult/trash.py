@@ -26,12 +26,13 @@ from purgewarden.tools.katapult.common import OrganizationRef, iso, katapult_cli
 
 def trash_line(trash_object: TrashObject) -> str:
     return (
-        f"{quote(trash_object.object_type)} {quote(trash_object.object_id)} id={quote(trash_object.id)} "
-        f"keep_until={iso(trash_object.keep_until)}"
+        f"{quote(trash_object['object_type'])} {quote(trash_object['object_id'])} "
+        f"id={quote(trash_object['id'])} keep_until={iso(trash_object['keep_until'])}"
     )
 
 
-async def whole_trash(state: AppState, client: KatapultClient, organization: str) -> list[TrashObject]:
+async def whole_trash(state: AppState, client: KatapultClient, organization: str) -> dict[str, TrashObject]:
+    """The organization's whole trash, by id in the API's order."""
     concurrency = state.settings.katapult_page_concurrency
     return await client.list_all_trash_objects(organization_lookup(organization), concurrency=concurrency)
 
