@@ -256,6 +256,20 @@ async def test_a_bulk_delete_sends_any_ids_exactly(ids: list[str]) -> None:
     assert json.loads(request.content) == [{"id": i} for i in ids]
 
 
+async def test_repeated_calls_reuse_the_url_only_for_the_same_path_and_query() -> None:
+    recorder = answering({"ok": True, "results": []})
+    vault = client_of(VaultClient, recorder)
+    for archived in (False, True, False):
+        await vault.delete_objects("customers", [UUID], reason="Maintenance", archived=archived)
+    await vault.delete_objects("a b", [UUID], reason="Other", adhoc_reason="x&y=z")
+    assert [str(r.url) for r in recorder.requests] == [
+        "http://api.test/api/pvlt/1.0/data/collections/customers/bulk/objects?reason=Maintenance",
+        "http://api.test/api/pvlt/1.0/data/collections/customers/bulk/objects?reason=Maintenance&options=archived",
+        "http://api.test/api/pvlt/1.0/data/collections/customers/bulk/objects?reason=Maintenance",
+        "http://api.test/api/pvlt/1.0/data/collections/a%20b/bulk/objects?reason=Other&adhoc_reason=x%26y%3Dz",
+    ]
+
+
 async def test_a_body_with_text_that_is_not_valid_unicode_is_never_sent() -> None:
     recorder = Recorder()
     vault = client_of(VaultClient, recorder)
