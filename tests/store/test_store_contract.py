@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -205,6 +206,34 @@ async def test_entries_written_together_are_stored_all_or_none(store: Store) -> 
     stored = await store.get_run("r")
     assert stored is not None
     assert stored.entries == []
+
+
+async def test_a_sqlite_append_waits_for_another_writer_off_the_event_loop(tmp_path: Path) -> None:
+    # Appends are tried on the event loop's thread first; one that meets another process's write lock
+    # must wait for it on the worker thread, while the loop runs on, and then be stored.
+    store = SqliteStore(tmp_path / "purgewarden.db")
+    await store.create_run("r", "owner", NOW, "body")
+    await store.journal("r", "first")  # the store is open: the next append is tried on the loop's thread
+    stored = anyio.Event()
+
+    async def append() -> None:
+        await store.journal("r", "second")
+        stored.set()
+
+    other = sqlite3.connect(tmp_path / "purgewarden.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        async with anyio.create_task_group() as group:
+            group.start_soon(append)
+            await anyio.sleep(0.3)  # the loop runs on meanwhile
+            assert not stored.is_set()
+            other.execute("COMMIT")
+        run = await store.get_run("r")
+        assert run is not None
+        assert run.entries == ["first", "second"]
+    finally:
+        other.close()
+        await store.close()
 
 
 async def test_a_run_id_is_created_once(store: Store) -> None:
