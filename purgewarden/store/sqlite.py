@@ -146,7 +146,7 @@ class SqliteStore(Store):
                 _insert_entries(self._appender, entries)
                 return
             except sqlite3.OperationalError as error:
-                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # any extended BUSY code too
                     raise StoreError(f"the store at {self.path} failed: {error}") from error
             except (sqlite3.Error, OSError) as error:
                 raise StoreError(f"the store at {self.path} failed: {error}") from error
