@@ -140,7 +140,8 @@ class SqliteStore(Store):
 
     async def append_entries(self, entries: list[tuple[str, str]]) -> None:
         """On the event loop's thread when the write lock is free at once (a bulk delete appends twice per
-        batch, and the hop to the worker thread cost ~10 % of its CPU); else on the worker thread."""
+        batch, and the hop to the worker thread and back costs more than the insert); else on the worker
+        thread."""
         if self._appender is not None:
             try:
                 _insert_entries(self._appender, entries)
