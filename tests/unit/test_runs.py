@@ -390,3 +390,15 @@ async def test_a_settlement_of_part_of_a_request_lists_its_ids_and_replay_resolv
     told = replay(written, size=5)
     assert told.accounting == {"carried_out": 3, "not_carried_out": 2, "unknown": 0}
     assert told.in_flight == []
+
+
+async def test_any_text_is_journaled_and_read_back_as_it_was(store: SqliteStore) -> None:
+    # Written by the Rust encoder as UTF-8; text it cannot encode (a lone surrogate) falls back to
+    # json.dumps, which escapes it: no entry is lost to its encoding.
+    odd = ["é😀\u2028", '"\\', "a\ud800"]
+    journal = Journal(store, "r", Ledger())
+    for object_id in odd:
+        async with journal.sending("delete", ids=[object_id]):
+            pass
+    written = [e["ids"] for e in await entries(store) if e["kind"] == "sending"]
+    assert written == [[object_id] for object_id in odd]
