@@ -143,6 +143,8 @@ class ServiceClient:
     ) -> httpx2.Response:
         """Send one built request: a success answer, or `ApiError` whatever else happens."""
         await self._before_request()
+        if slot is not None:
+            slot.sending()
         sent = time.monotonic()
         try:
             response = await self._http.send(request)

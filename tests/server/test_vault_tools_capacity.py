@@ -80,7 +80,8 @@ async def test_a_refused_batch_is_sent_again_and_the_limit_halves(
     assert not ids_in(sandbox, "leads", "archived")
     [audited] = [line for line in audit_lines(settings.audit_log) if line["event"] == "outcome"]
     assert audited["accounting"] == {"carried_out": 30 * BATCH, "not_carried_out": 0, "unknown": 0}
-    # past the first round it holds one or two in flight, probing a third now and then, and its retries
-    # wait for a place under the lowered limit: a refusal does not breed more (4 fixed would meet ~3 a batch)
-    assert max(limits) <= 3, limits
+    # past its first batch (whose answer may be told before the refusals of its round are back) it holds
+    # one or two in flight, probing one more now and then, and its retries wait for a place under the
+    # lowered limit: a refusal does not breed more (4 fixed would meet ~3 a batch)
+    assert max(limits[1:]) <= 3, limits
     assert sandbox.capacity_stats("vault").rejected <= 15
