@@ -46,6 +46,9 @@ STALE_BEATS = 3
 RECENT_RUNS_CHECKED = 10
 """Interrupted runs a preview looks for among the latest (running ones are indexed: all are looked at)."""
 WARN_ABOUT_INTERRUPTED_SECONDS = 86_400
+PROGRESS_SECONDS = 0.1
+"""At most one progress message per this long (the last always goes): a bulk delete answers a batch
+every few ms on a fast API, and each message costs the server a write and the client a read."""
 IN_FLIGHT = "in flight when the server carrying out the run stopped: it may or may not have been carried out"
 
 
@@ -222,9 +225,14 @@ class LiveRun:
     follower: Callable[[float, float | None, str], Awaitable[None]] | None = None
     stopped_by: str | None = None
     """Set when the run was asked to stop: "cancelled" (a user) or "interrupted" (a shutdown)."""
+    _reported: float = field(default=-PROGRESS_SECONDS, init=False, repr=False)
 
     async def report(self, done: float, total: float | None, message: str) -> None:
-        """Progress goes to the call following the run, while one does."""
+        """Progress goes to the call following the run, while one does, every `PROGRESS_SECONDS`."""
+        now = time.monotonic()
+        if now - self._reported < PROGRESS_SECONDS and done != total:
+            return
+        self._reported = now
         follower = self.follower
         if follower is not None:
             with contextlib.suppress(Exception):  # a follower that went away only stops listening
