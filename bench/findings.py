@@ -58,10 +58,11 @@ def delete_figures(sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
         if typical * 2 <= best_c:
             versus_best.miss = (
                 f"The server's limit ended its runs at {', '.join(map(str, settled))} batches in flight, where the "
-                f"hand-written client was fastest at {best_c}. A step up is kept only if it buys a quarter of its "
-                f"share in throughput, and this curve rises slowly (the hand-written client's objects/s by level: "
-                f"{curve}), so single steps fell within the noise and were undone. What would close it: judging "
-                "a step over more rounds, or probing by larger steps while latency stays near its floor."
+                f"hand-written client was fastest at {best_c}. A step up is kept only if it buys a fifth of its "
+                "share in throughput (half, where it makes requests wait for a worker), and the server measured "
+                f"less than that past its limit; the hand-written client's curve (objects/s by level: {curve}) "
+                "rises slowly there, and the server's own work per batch makes its curve flatten sooner. What "
+                "would close it: less work per batch in the server, so that more in flight keeps paying."
             )
         else:
             versus_best.miss = (
@@ -156,11 +157,11 @@ def database_figures(sweep: Sweep, best_c: int) -> list[Figure]:
         latency.miss = (
             "The emulator's batches all cost the same, so they move through its workers in waves: a batch sent "
             "beyond the workers waits a whole batch's time, not a fraction of one (the hand-written client at "
-            f"its best level, {best_c}, measured {best_p99 / unloaded:.2f}×). The server's first run overshoots "
-            "the knee for one round of its slow start, and its probes one step above the knee queue a batch now "
-            "and then, which is enough for the 99th percentile of 100 batches. What would close it: probing "
-            "above a knee found once only when latency says there is room, or a database with varied batch "
-            "times (where a queued batch waits for the first of many workers)."
+            f"its best level, {best_c}, measured {best_p99 / unloaded:.2f}×). The figure is the median of the "
+            "runs' p99, and one batch in a hundred queued behind the workers is enough to miss it: the first "
+            "run's climb passes the knee for a round, so a miss means a later run queued too (a probe past the "
+            "knee, or a knee found one too high). What would close it: a database with varied batch times "
+            "(where a queued batch waits for the first of many workers), or a knee found more exactly."
         )
     return [refused, latency]
 

@@ -312,13 +312,16 @@ def _adaptive(run: Run, plot_path: Path | None, report_path: Path) -> list[str]:
         "## P2: the in-flight limit the server found",
         "",
         "No setting says how many batches to keep in flight: `PURGEWARDEN_VAULT_DELETE_CONCURRENCY` "
-        f"(default {run.default_concurrency}) is only the upper bound. The server starts at 4, grows by half "
-        "a round while each step raises throughput, then moves one step at a time, keeping a step only if "
-        "throughput rose by at least 25 % of the step's share (requests in flight / mean latency), and halves "
-        "on a 429, 503 or timeout (`purgewarden/clients/limits.py`). Against a database whose workers are "
-        "full, more in flight only lengthens its queue, so the limit settles at its knee; with a round trip "
-        "to hide, throughput keeps rising with the limit, and so does the limit. The limit persists with the "
-        "server, so run 1 starts cold and runs 2 and 3 start where the last left off.",
+        f"(default {run.default_concurrency}) is only the upper bound. The server starts at 4 and climbs by "
+        "up to half a round while each step buys at least a fifth of its share in throughput (requests in "
+        "flight / mean latency, measured on the first requests sent at the limit, every one of them), slowing "
+        "as steps buy less. A step that makes requests wait for a worker (the quickest still served at once, "
+        "others a whole service time later) must buy half its share: against a database whose workers are "
+        "full, more in flight only lengthens its queue, so the limit goes back to the knee and probes past "
+        "it only rarely; where every request is slower (a round trip overlapped, a busy CPU) throughput keeps "
+        "rising with the limit, and so does the limit. A 429, 503 or timeout halves it "
+        "(`purgewarden/clients/limits.py`). The limit persists with the server, so run 1 starts cold and "
+        "runs 2 and 3 start where the last left off.",
         "",
     ]
     if plot_path is not None:
