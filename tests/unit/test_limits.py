@@ -173,6 +173,14 @@ def a_round(policy: LimitPolicy, latency: float, *waited: float) -> None:
         policy.answered(seconds, epoch=epoch)
 
 
+def held(policy: LimitPolicy, rounds: int, latency: float) -> None:
+    """`rounds` rounds at `latency`, through which the limit stays where it is."""
+    limit = policy.allowed
+    for _ in range(rounds):
+        a_round(policy, latency)
+        assert policy.allowed == limit
+
+
 def probed_from(limit: int, latency: float, *, floor: float) -> LimitPolicy:
     """A policy past its climb whose floor latency was measured at a lower limit, after the round at
     `limit` that ended its hold: its first probe is out."""
@@ -219,9 +227,7 @@ def test_past_a_knee_a_step_that_queues_requests_must_pay_like_one_below_it() ->
     a_round(policy, 0.1, *[0.2] * 4)
     assert not policy.climbing
     assert policy.allowed == 9  # where 8 in proportion would give the 90/s measured at 12
-    for _ in range(KNEE_HOLD_ROUNDS):  # probes past a knee found wait long
-        a_round(policy, 0.1)
-        assert policy.allowed == 9
+    held(policy, KNEE_HOLD_ROUNDS, 0.1)  # probes past a knee found wait long
     a_round(policy, 0.1)
     assert policy.allowed == 10
 
@@ -239,9 +245,7 @@ def test_where_latency_shows_a_queue_a_step_that_did_not_pay_is_undone_and_the_o
     assert policy.allowed == 25  # a probe up by a quarter
     a_round(policy, 0.25)  # 100/s at 25: nothing bought
     assert policy.allowed == 20
-    for _ in range(HOLD_ROUNDS):
-        a_round(policy, 0.2)
-        assert policy.allowed == 20
+    held(policy, HOLD_ROUNDS, 0.2)
     a_round(policy, 0.2)
     assert policy.allowed == 16  # then a probe down
 
@@ -250,9 +254,7 @@ def test_where_latency_shows_a_queue_a_step_up_that_pays_is_kept_and_the_next_on
     policy = probed_from(20, 0.2, floor=0.05)
     a_round(policy, 0.22)  # 113.6/s at 25: +13.6 % for a 25 % step
     assert policy.allowed == 25
-    for _ in range(HOLD_ROUNDS):
-        a_round(policy, 0.22)
-        assert policy.allowed == 25
+    held(policy, HOLD_ROUNDS, 0.22)
     a_round(policy, 0.22)
     assert policy.allowed == 32
 
@@ -278,9 +280,7 @@ def test_at_the_floor_a_probe_is_one_request_up_and_past_a_knee_it_waits_longer_
     a_round(policy, 0.106)  # 122.6/s at 13: +2.2 %, not half the 8.3 % step
     assert policy.allowed == 12
     for wait in (KNEE_HOLD_ROUNDS, 2 * KNEE_HOLD_ROUNDS):
-        for _ in range(wait):
-            a_round(policy, 0.1)
-            assert policy.allowed == 12
+        held(policy, wait, 0.1)
         a_round(policy, 0.1)
         assert policy.allowed == 13
         a_round(policy, 0.108)
