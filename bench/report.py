@@ -134,14 +134,18 @@ def plot_adaptive(sweeps: list[Sweep], scale: Scale, path: Path) -> bool:
     return True
 
 
-def throughput(points: list[tuple[float, int, int]], window: int = 5) -> tuple[list[float], list[float]]:
-    """Objects per second over the last `window` progress reports, at each report."""
+def throughput(
+    points: list[tuple[float, int, int]], shortest: float = 0.05
+) -> tuple[list[float], list[float]]:
+    """Objects per second between progress reports (at most one each 0.1 s), at each report; a report
+    less than `shortest` after the last (the final one always goes) is joined with it."""
     times, rates = [], []
-    for index in range(window, len(points)):
-        (start, done_before, _), (end, done, _) = points[index - window], points[index]
-        if end > start:
+    start, done_before = points[0][0], points[0][1]
+    for end, done, _ in points[1:]:
+        if end - start >= shortest:
             times.append(end)
             rates.append((done - done_before) / (end - start))
+            start, done_before = end, done
     return times, rates
 
 
@@ -321,7 +325,10 @@ def _adaptive(run: Run, plot_path: Path | None, report_path: Path) -> list[str]:
         "it only rarely; where every request is slower (a round trip overlapped, a busy CPU) throughput keeps "
         "rising with the limit, and so does the limit. A 429, 503 or timeout halves it "
         "(`purgewarden/clients/limits.py`). The limit persists with the server, so run 1 starts cold and "
-        "runs 2 and 3 start where the last left off.",
+        "runs 2 and 3 start where the last left off. Throughput is the objects settled between progress "
+        "reports (one each 0.1 s at most): against the capacity-limited Vault the batches of a run at the "
+        "knee finish in waves, all the workers' at once every half second or so, so it swings from one "
+        "report to the next.",
         "",
     ]
     if plot_path is not None:
