@@ -79,7 +79,10 @@ class SqliteStore(Store):
         try:
             return await anyio.to_thread.run_sync(locked, limiter=self._thread)
         except (sqlite3.Error, OSError) as error:
-            raise StoreError(f"the store at {self.path} failed: {error}") from error
+            raise self._failed(error) from error
+
+    def _failed(self, error: sqlite3.Error | OSError) -> StoreError:
+        return StoreError(f"the store at {self.path} failed: {error}")
 
     # --- plans -------------------------------------------------------------------------------------
 
@@ -148,9 +151,9 @@ class SqliteStore(Store):
                 return
             except sqlite3.OperationalError as error:
                 if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # any extended BUSY code too
-                    raise StoreError(f"the store at {self.path} failed: {error}") from error
+                    raise self._failed(error) from error
             except (sqlite3.Error, OSError) as error:
-                raise StoreError(f"the store at {self.path} failed: {error}") from error
+                raise self._failed(error) from error
         await self._run(lambda db: _insert_entries(db, entries))
 
     async def save_run(self, run_id: str, state: str, body: str) -> None:
