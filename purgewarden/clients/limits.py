@@ -161,12 +161,10 @@ class LimitPolicy:
 
     def _decide(self) -> None:
         latency = statistics.fmean(self._round)
-        measure = Measure(
-            self.limit / latency, latency, statistics.quantiles(self._round, n=4)[0], max(self._round), 0
-        )
-        self._next_round()
         self.rounds += 1
-        self._record(measure)
+        fastest = statistics.quantiles(self._round, n=4)[0]
+        self._record(Measure(self.limit / latency, latency, fastest, max(self._round), self.rounds))
+        self._next_round()
         before = self.stepped_from
         if before is None:
             if self.climbing:
@@ -176,14 +174,13 @@ class LimitPolicy:
             else:
                 self._probe()
             return
-        if self.limit < before:
-            kept = self._bought(before) <= STEP_SHARE  # a step down: kept if it cost little
-        else:
-            kept = self._bought(before) >= self._share_due(before)
+        bought = self._bought(before)
+        # A step down is kept if it cost little, one up if it bought what it must.
+        kept = bought <= STEP_SHARE if self.limit < before else bought >= self._share_due(before)
         if kept:
             self.stepped_from = None
             if self.climbing:
-                self._climb(pace=min(1.0, self._bought(before)))
+                self._climb(pace=min(1.0, bought))
             else:
                 self.hold = HOLD_ROUNDS  # then on the same way
             return
@@ -218,7 +215,6 @@ class LimitPolicy:
         self._change(back)
 
     def _record(self, measure: Measure) -> None:
-        measure.round = self.rounds
         seen = self.measured.get(self.limit)
         if seen is not None and self.rounds - seen.round <= FORGET_ROUNDS:
             measure.rate = (seen.rate + measure.rate) / 2
