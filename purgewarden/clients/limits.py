@@ -291,6 +291,9 @@ class Slot:
     ended."""
 
     gate: AdaptiveLimit
+    comparable: bool = True
+    """Whether the request is like those its limit is judged by (a full batch, not a last share): a
+    smaller one's latency would flatter the limit, so only these are timed."""
     epoch: int = -1
     measured: bool = False
     _out: bool = False
@@ -299,7 +302,8 @@ class Slot:
         """An attempt goes out on this place now: it may be one its round measures."""
         self.finish()
         policy = self.gate.policy
-        self.epoch, self.measured, self._out = policy.epoch, policy.enlist(self.gate.in_flight), True
+        measured = self.comparable and policy.enlist(self.gate.in_flight)
+        self.epoch, self.measured, self._out = policy.epoch, measured, True
 
     def answered(self, seconds: float) -> None:
         self._out = False

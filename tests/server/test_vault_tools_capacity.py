@@ -7,6 +7,7 @@ or lost from the accounting when the Vault refuses a batch.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from purgewarden.config import Settings
 from purgewarden.sandbox import Capacity, Sandbox
+from purgewarden.store import open_store
 from tests.server.support import audit_lines
 from tests.server.vault_support import DELETE, Connect, ids_in, ok, preview
 
@@ -30,8 +32,11 @@ def connect(connect: Connect) -> Connect:
     return session
 
 
-async def delete_leads(connect: Connect, sandbox: Sandbox, n: int) -> tuple[dict[str, Any], list[int]]:
-    """Delete `n` archived leads at default settings; the outcome and the limits its progress told."""
+async def delete_leads(
+    connect: Connect, sandbox: Sandbox, n: int, **settings: Any
+) -> tuple[dict[str, Any], list[int]]:
+    """Delete `n` archived leads (at default settings unless told); the outcome and the limits its
+    progress told."""
     sandbox.vault.build_large("leads", n, archived=n)
     limits: list[int] = []
 
@@ -40,7 +45,7 @@ async def delete_leads(connect: Connect, sandbox: Sandbox, n: int) -> tuple[dict
         if found:
             limits.append(int(found.group(1)))
 
-    async with connect() as client:
+    async with connect(**settings) as client:
         plan = await preview(client, **LEADS)
         result = await client.call_tool(
             DELETE, {**LEADS, "confirm": plan["confirmation_token"]}, progress_callback=progress
@@ -85,3 +90,29 @@ async def test_a_refused_batch_is_sent_again_and_the_limit_halves(
     # lowered limit: a refusal does not breed more (4 fixed would meet ~3 a batch)
     assert max(limits[1:]) <= 3, limits
     assert sandbox.capacity_stats("vault").rejected <= 15
+
+
+async def test_the_last_round_is_shared_out_and_every_id_is_sent_once(
+    connect: Connect, sandbox: Sandbox, settings: Settings
+) -> None:
+    sandbox.set_capacity("vault", Capacity(workers=4, request_seconds=0.005, item_seconds=0.001))
+    # 4 in flight at most, as many as the workers: rounds of 4 batches, whatever the limit learns
+    outcome, _ = await delete_leads(connect, sandbox, 30 * BATCH + 30, vault_delete_concurrency=4)
+
+    store = open_store(None, settings.state_dir)
+    try:
+        [run] = await store.recent_runs(1)
+        stored = await store.get_run(run.id)
+    finally:
+        await store.close()
+    assert stored is not None
+    entries = [json.loads(entry) for entry in stored.entries]
+    sent = sorted((e["request"], e["ids"]) for e in entries if e["kind"] == "sending")
+    # what the server sent, as its journal wrote it before each call: 7 rounds of max-size batches, then
+    # the 130 ids left shared by the 4 places (not 2 batches and 30 ids with a place idle); each id once
+    assert [len(ids) for _, ids in sent] == [BATCH] * 28 + [33, 33, 33, 31]
+    assert sorted(i for _, ids in sent for i in ids) == sorted(set(i for _, ids in sent for i in ids))
+    assert outcome["batches"] == 32
+    assert outcome["deleted"] == 30 * BATCH + 30
+    assert not ids_in(sandbox, "leads", "archived")
+    assert sandbox.capacity_stats("vault").rejected == 0

@@ -470,3 +470,20 @@ async def test_a_place_given_back_unused_is_not_waited_for() -> None:
             slots[0].sending()
             slots[0].answered(0.1)
     assert gate.policy.rounds == 1
+
+
+async def test_a_request_unlike_those_its_limit_is_judged_by_is_not_timed() -> None:
+    """A last share is quicker than a full batch: timed, it would read as a faster API at this limit."""
+    gate = AdaptiveLimit(ceiling=64)
+    async with AsyncExitStack() as stack:
+        slots = [await stack.enter_async_context(gate.slot()) for _ in range(INITIAL_LIMIT)]
+        slots[0].comparable = False
+        for _ in range(2 * ROUND_ANSWERS):
+            slots[0].sending()
+            slots[0].answered(0.01)
+        assert gate.policy.rounds == 0
+        for _ in range(ROUND_ANSWERS):
+            slots[1].sending()
+            slots[1].answered(0.1)
+    assert gate.policy.rounds == 1
+    assert gate.policy.measured[INITIAL_LIMIT].latency == pytest.approx(0.1)

@@ -1,6 +1,7 @@
 """Deleting approved ids in all-or-nothing bulk calls, settling every id in the run's ledger.
 
-Batches of the max page size run with bounded concurrency. What each id became follows one rule,
+Batches of the max page size run with an adaptive limit on how many are in flight; the last round of a
+long run is cut in equal shares, one per place in flight (`Batches`). What each id became follows one rule,
 `ApiError.fate`: an answer settles its batch (ok → carried out; ok=false or a refusal → not carried
 out, a failed call deleting nothing), and a batch whose request may or may not have been carried out is
 read back (`after_read_back`): ids gone are carried out, ids still there stay unknown, because the Vault
@@ -10,7 +11,8 @@ without them. A cancellation stops between batches; in-flight ones finish and ar
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -27,7 +29,6 @@ from purgewarden.tools.vault.selection import (
     DeleteObjectsInput,
     Resolved,
     Target,
-    chunks,
     present_ids,
 )
 
@@ -40,6 +41,8 @@ FAILED_BATCHES_SHOWN = 20
 """Failed batches listed in an outcome (and lost-answer notes kept), so no result grows with the run."""
 EXAMPLES = 5
 """Ids named per failed batch or per kind of note."""
+SMALLEST_SHARE = 0.1
+"""Of a max-size batch: a last share smaller than this would cost a call for too little."""
 
 
 def fatal(error: ApiError) -> bool:
@@ -98,6 +101,45 @@ def vanished_in(result: BulkDeleteResult, batch: Sequence[str]) -> set[str] | No
 
 
 @dataclass
+class Batches:
+    """The approved ids cut into batches as places in flight free up: max-size batches while the ids
+    left fill whole rounds (a batch for every place), then the last round in equal shares, one per
+    place. It then ends together instead of on a few batches while the other places idle: 4,000 ids
+    left for 12 places are 12 shares of 334, a third of a batch's time rather than a whole one."""
+
+    ids: Sequence[str]
+    size: int
+    cut: int = 0
+    """Batches cut so far."""
+    _start: int = 0
+    _share: int | None = None
+
+    @property
+    def count(self) -> int:
+        """The batches cut so far and those the ids not cut yet take."""
+        return self.cut + -(-(len(self.ids) - self._start) // (self._share or self.size))
+
+    def next(self, places: int) -> tuple[int, Sequence[str]] | None:
+        """The next batch and its number, for a run with `places` in flight now; None when all are cut.
+        A round starts every `places` batches; a run of one round or less is not shared out, its
+        batches already go out at once."""
+        left = len(self.ids) - self._start
+        if not left:
+            return None
+        last_round = self.cut > 0 and self.cut % places == 0 and left < places * self.size
+        if self._share is None and last_round:
+            self._share = max(-(-left // places), math.ceil(self.size * SMALLEST_SHARE))
+        batch = self.ids[self._start : self._start + (self._share or self.size)]
+        self._start += len(batch)
+        self.cut += 1
+        return self.cut, batch
+
+    def uncut(self) -> Sequence[str]:
+        """The ids no batch was cut for (a stop, a cancellation); still counted in `count`."""
+        return self.ids[self._start :]
+
+
+@dataclass
 class Deletion:
     """One run of batched bulk deletes. The run's ledger holds the accounting; this keeps what the outcome
     tells beyond it: which batches failed and why, and why approved ids were not deleted."""
@@ -120,10 +162,14 @@ class Deletion:
     outcome_of: dict[str, str] = field(default_factory=dict)
     """Per id (tracked for small requests only): "deleted", or what else and why."""
     stop_error: ApiError | None = None
+    pending: Batches = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pending = Batches(self.ids, self.batch_size)
 
     @property
     def batches(self) -> int:
-        return -(-len(self.ids) // self.batch_size)
+        return self.pending.count
 
     @property
     def deleted(self) -> int:
@@ -136,24 +182,24 @@ class Deletion:
     async def delete_all(self) -> None:
         """Every batch, as many at a time as the Vault takes without queueing them (at most
         `concurrency`); whatever is not sent (a stop, a cancellation) is settled as not carried out."""
-        pending = enumerate(chunks(self.ids, self.batch_size), start=1)
         try:
             async with anyio.create_task_group() as group:
                 for _ in range(min(self.concurrency, self.batches)):
-                    group.start_soon(self.worker, pending)
+                    group.start_soon(self.worker)
         finally:
-            for _, batch in pending:
-                self.not_attempted += len(batch)
-                self.settle("not_carried_out", batch, "not_attempted")
+            uncut = self.pending.uncut()
+            if uncut:
+                self.not_attempted += len(uncut)
+                self.settle("not_carried_out", uncut, "not_attempted")
 
-    async def worker(self, pending: Iterator[tuple[int, Sequence[str]]]) -> None:
+    async def worker(self) -> None:
         limit = self.client.limit_for("delete_objects", self.concurrency)
         while True:
             async with limit.slot() as slot:
                 await self.run.between_requests()
                 if self.stop_error is not None:
                     return
-                item = next(pending, None)
+                item = self.pending.next(places=limit.limit)
                 if item is None:
                     return
                 number, batch = item
@@ -175,6 +221,7 @@ class Deletion:
 
     async def send(self, number: int, batch: Sequence[str], slot: Slot, *, resent: bool = False) -> None:
         args = self.run.args
+        slot.comparable = len(batch) == self.batch_size
         try:
             result = await self.client.delete_objects(
                 self.target.collection,

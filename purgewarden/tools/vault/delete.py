@@ -153,8 +153,9 @@ class DeleteObjects(Operation[DeleteObjectsInput, Resolved, DeleteObjectsPlan, D
         if batches > 1:
             warnings.append(
                 f"The Vault deletes at most {settings.pvault_max_page_size:,} objects per call, each call all or "
-                f"nothing; this takes {batches} calls, run as many at a time as the Vault takes without queueing them "
-                f"(at most {settings.vault_delete_concurrency})."
+                f"nothing; this takes {batches} calls or a few more (the last round's ids are shared out so that its "
+                "calls end together), run as many at a time as the Vault takes without queueing them (at most "
+                f"{settings.vault_delete_concurrency})."
             )
         return warnings, {
             "selection": selection_text(target.arguments()),
