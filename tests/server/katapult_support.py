@@ -11,7 +11,7 @@ from typing import Any
 from mcp import Client
 
 from purgewarden.sandbox import Sandbox, katapult
-from purgewarden.sandbox.katapult.models import ApiToken, Bucket, ObjectStorageAccount
+from purgewarden.sandbox.katapult.models import ApiToken, Bucket, ObjectStorageAccount, TrashObject
 from purgewarden.sandbox.katapult.seed import ACME_ID
 from tests.server.support import audit_lines as audit_lines
 from tests.server.support import error as error
@@ -52,10 +52,13 @@ def admin(sandbox: Sandbox) -> ApiToken:
     return sandbox.katapult.authenticate(katapult.DEMO_TOKEN, "127.0.0.1")
 
 
-def trash_ids(sandbox: Sandbox, organization: str = "acme") -> set[str]:
+def trash_of(sandbox: Sandbox, organization: str = "acme") -> list[TrashObject]:
     """The organization's trash as it stands, after the emulator carried out every purge whose time is up."""
-    found = sandbox.katapult.list_trash_objects(admin(sandbox), ("sub_domain", organization), 1, 200_000)
-    return {t.id for t in found.items}
+    return sandbox.katapult.list_trash_objects(admin(sandbox), ("sub_domain", organization), 1, 200_000).items
+
+
+def trash_ids(sandbox: Sandbox, organization: str = "acme") -> set[str]:
+    return {t.id for t in trash_of(sandbox, organization)}
 
 
 def world(sandbox: Sandbox) -> dict[str, Any]:

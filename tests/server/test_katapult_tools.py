@@ -38,6 +38,7 @@ from tests.server.katapult_support import (
     ok,
     text,
     trash_ids,
+    trash_of,
     world,
 )
 from tests.server.support import RUN_TOOLS
@@ -182,6 +183,9 @@ async def test_a_huge_trash_stays_small_on_every_tool(mcp: Client, sandbox: Sand
     plan = ok(preview)
     assert plan["totals"] == {"objects": 30_012}
     assert len(plan["sample"]) == 20
+    # oldest first, as the plan says: the soonest Katapult would purge by itself, whatever the API's order
+    keep_until = sorted(t.keep_until for t in trash_of(sandbox))
+    assert [t["keep_until"] for t in plan["sample"]] == keep_until[:20]
     for result in (listing, preview):
         assert len(json.dumps(result.structured_content)) / 4 < 25_000
         assert len(text(result)) / 4 < 25_000

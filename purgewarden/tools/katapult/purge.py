@@ -12,12 +12,12 @@ approved object still there is unknown, never "not purged", since the purge may 
 
 from __future__ import annotations
 
+import heapq
 import re
 import time
 from collections import Counter
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -179,7 +179,8 @@ class PurgeAllTrashObjects(
         by_type = dict(counts.most_common(TYPES_SHOWN))
         if len(counts) > TYPES_SHOWN:
             by_type["(other types)"] = len(objects) - sum(by_type.values())
-        return warnings, {"by_type": by_type, "sample": list(islice(objects.values(), SAMPLE_SIZE))}
+        oldest = heapq.nsmallest(SAMPLE_SIZE, objects.values(), key=itemgetter("keep_until"))
+        return warnings, {"by_type": by_type, "sample": oldest}
 
     async def resume(self, state: AppState, record: RunRecord, told: Replay, journal: Journal) -> None:
         """A purge whose server stopped after Katapult queued it: follow the task to its end, then tell
