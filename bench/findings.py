@@ -82,9 +82,8 @@ def delete_figures(sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
                     f"client got {hand_rates.get(12, 0):,.0f} objects/s at 12 (the tool "
                     f"{tool_rate / hand_rates.get(12, tool_rate):.2f}× of that); the levels past it gain a little "
                     "by keeping the workers busy between requests, paid for by batches waiting a whole batch's "
-                    "time (see the p99 row), and the last of the 100 batches leave most workers idle for a "
-                    "whole batch. What would close it: less work per batch in the server, or a last round of "
-                    "batches split so that every place in flight has a share."
+                    "time (see the p99 row); the server's last round is already shared out so that every place "
+                    "in flight has a share. What would close it: less work per batch in the server."
                     if sweep.condition == "capacity"
                     else "What would close it: less work per batch in the server (see the profile)."
                 )
