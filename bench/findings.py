@@ -59,10 +59,13 @@ def delete_figures(sweep: Sweep, default: int, scale: Scale) -> list[Figure]:
             versus_best.miss = (
                 f"The server's limit ended its runs at {', '.join(map(str, settled))} batches in flight, where the "
                 f"hand-written client was fastest at {best_c}. A step up is kept only if it buys a fifth of its "
-                "share in throughput (half, where it makes requests wait for a worker), and the server measured "
-                f"less than that past its limit; the hand-written client's curve (objects/s by level: {curve}) "
-                "rises slowly there, and the server's own work per batch makes its curve flatten sooner. What "
-                "would close it: less work per batch in the server, so that more in flight keeps paying."
+                "share in throughput (half, where it makes requests wait for a worker), judged on one round (a "
+                "limit's worth of requests), and the server measured less than that past its limit: the "
+                f"hand-written client's curve (objects/s by level: {curve}) rises slowly there, the server's own "
+                "work per batch makes its curve flatter still, and on this shared 2-core machine one round's "
+                "throughput varies about as much as such a step buys. What would close it: judging a step on "
+                "more rounds (slower to adapt, and against a worker pool slower to leave its queue), or less "
+                "work per batch in the server, so that more in flight pays more clearly."
             )
         else:
             versus_best.miss = (
