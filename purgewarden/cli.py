@@ -158,7 +158,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from purgewarden.config import Settings, parse_toolsets
-    from purgewarden.server.transports import BindRefused, configure_logging, serve
+    from purgewarden.server.transports import BindRefused, ServeFailed, configure_logging, serve
 
     environ = dict(os.environ)
     sandbox = None
@@ -189,6 +189,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except BindRefused as exc:
         print(f"purgewarden serve: {exc}", file=sys.stderr)
         return 2
+    except ServeFailed as exc:
+        print(f"purgewarden serve: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     finally:

@@ -235,6 +235,8 @@ class Lifetime:
         self.tools = tools
         self.adopt = adopt
         self.state: AppState | None = None
+        self.failure: Exception | None = None
+        """Why preparing failed: nothing can be served without it, so the server stops (`serve` says why)."""
         self._opened: tuple[AppState, anyio.Event] | None = None
 
     @asynccontextmanager
@@ -273,6 +275,16 @@ class Lifetime:
             await self._opened[1].wait()
 
     async def _prepare(self, state: AppState, ready: anyio.Event, leaving: anyio.Event) -> None:
+        try:
+            await self._serve_calls(state, ready, leaving)
+        except Exception as error:
+            cause: Exception = error
+            while isinstance(cause, ExceptionGroup) and cause.exceptions:  # the cause, not the task groups
+                cause = cause.exceptions[0]
+            self.failure = cause
+            raise
+
+    async def _serve_calls(self, state: AppState, ready: anyio.Event, leaving: anyio.Event) -> None:
         built = self.tools.current
         if built is None:  # listed from the kept catalog
             built = await self.tools.build_in_background()

@@ -10,6 +10,7 @@ import hmac
 import ipaddress
 import logging
 import sys
+from collections.abc import Callable
 from typing import Literal
 
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
@@ -26,6 +27,11 @@ Transport = Literal["stdio", "streamable-http", "sse"]
 
 class BindRefused(Exception):
     """Serving HTTP beyond loopback without a bearer token would hand anyone the destructive tools."""
+
+
+class ServeFailed(Exception):
+    """The server could not be prepared to serve calls (its store, say): it stops rather than answer
+    every call with an error while looking healthy."""
 
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -143,18 +149,24 @@ class HoldingLifetime:
     def __init__(self, app: ASGIApp, lifetime: Lifetime) -> None:
         self.app = app
         self.lifetime = lifetime
+        self.stop: Callable[[], None] = lambda: None
+        """Stops the HTTP server: uvicorn goes on answering requests when a lifespan fails after start-up."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
-        async with self.lifetime.serving():
-            await self.app(scope, receive, send)
+        try:
+            async with self.lifetime.serving():
+                await self.app(scope, receive, send)
+        finally:
+            if self.lifetime.failure is not None:
+                self.stop()
 
 
 def http_app(
     server: PurgewardenServer, settings: Settings, transport: Transport, host: str, port: int
-) -> ASGIApp:
+) -> HoldingLifetime:
     if not is_loopback(host) and settings.http_token is None and settings.oauth_issuer is None:
         raise BindRefused(
             f"refusing to serve on {host}: binding beyond loopback needs PURGEWARDEN_HTTP_TOKEN (clients then "
@@ -182,6 +194,19 @@ async def serve(
     settings: Settings, transport: Transport = "stdio", host: str = "127.0.0.1", port: int = 8000
 ) -> None:
     server = create_app(settings)
+    try:
+        await _serve(server, settings, transport, host, port)
+    except Exception:
+        if server.lifetime.failure is None:
+            raise
+    failure = server.lifetime.failure
+    if failure is not None:
+        raise ServeFailed(f"stopped: it could not be prepared to serve calls: {failure}") from failure
+
+
+async def _serve(
+    server: PurgewardenServer, settings: Settings, transport: Transport, host: str, port: int
+) -> None:
     if transport == "stdio":
         await server.run_stdio_async()
         return
@@ -196,4 +221,6 @@ async def serve(
         "/sse" if transport == "sse" else "/mcp",
     )
     config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=settings.log_level.lower())
-    await uvicorn.Server(config).serve()
+    http_server = uvicorn.Server(config)
+    app.stop = lambda: setattr(http_server, "should_exit", True)
+    await http_server.serve()

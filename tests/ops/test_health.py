@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import httpx2
 import pytest
 
 from purgewarden.sandbox import Sandbox
-from tests.ops.conftest import ServeHttp, base_env
+from tests.ops.conftest import SERVE, ServeHttp, base_env
+from tests.processes import free_port
 from tests.redis_server import redis_binary, running_redis
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "ops", "version": "1"},
+    },
+}
 
 
 def assert_no_secret(body: str, env: dict[str, str]) -> None:
@@ -78,3 +92,29 @@ def test_health_needs_no_bearer_token(server_env: dict[str, str], serve_http: Se
     ready = httpx2.get(served.base + "/readyz")
     assert ready.status_code == 200
     assert token not in ready.text
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse", "stdio"])
+def test_a_server_that_cannot_open_its_store_stops_and_says_why(tmp_path: Path, transport: str) -> None:
+    """Not a process that answers its health check while every call fails: a balancer would keep sending
+    it traffic, and a supervisor would never restart it."""
+    (tmp_path / "a-file").write_text("")
+    env = {**base_env(tmp_path), "PURGEWARDEN_STORE_URL": f"sqlite://{tmp_path}/a-file/purgewarden.db"}
+    flags = [] if transport == "stdio" else ["--transport", transport, "--port", str(free_port())]
+    proc = subprocess.Popen(
+        [*SERVE, *flags], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    if transport == "stdio":  # it opens what it holds when a client comes
+        proc.stdin.write(json.dumps(INITIALIZE).encode() + b"\n")
+        proc.stdin.flush()
+    try:
+        _, stderr = proc.communicate(timeout=60)  # stdin stays open until it has exited by itself
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr.decode(errors="replace")[-2000:]
+    said = stderr.decode(errors="replace").splitlines()[-1]
+    assert said.startswith(
+        "purgewarden serve: stopped: it could not be prepared to serve calls: the store at "
+        f"{tmp_path}/a-file/purgewarden.db failed: [Errno "
+    ), said
