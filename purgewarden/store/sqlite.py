@@ -65,9 +65,12 @@ class SqliteStore(Store):
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             db.executescript(SCHEMA)
             self._db = db
-            appender = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+            # Set up waiting like `_db` (its first statement reads the schema, which another process may be
+            # writing), then made never to wait.
+            appender = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             appender.execute("PRAGMA synchronous=NORMAL")
             appender.execute("PRAGMA wal_autocheckpoint=0")  # `_db` checkpoints, on the worker thread
+            appender.execute("PRAGMA busy_timeout=0")
             self._appender = appender
         return self._db
 
