@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,6 +21,12 @@ from starlette.types import ASGIApp
 from purgewarden.sandbox.capacity import Capacity, Throttle
 from purgewarden.sandbox.clock import Clock
 from purgewarden.sandbox.faults import ErrorBodyFactory, Fault, FaultInjector
+
+
+class ClockAdvance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(ge=0, allow_inf_nan=False, description="How far the emulator's time moves forward")
 
 
 class Backend(Protocol):
@@ -65,8 +71,11 @@ def instrument(
         return Response(status_code=204)
 
     async def advance_clock(request: Request) -> Response:
-        body = await request.json()
-        clock.advance(float(body["seconds"]))
+        try:
+            advance = ClockAdvance.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid("clock advance", exc)
+        clock.advance(advance.seconds)
         return JSONResponse({"now": clock.now()})
 
     routes = [

@@ -290,6 +290,22 @@ def test_retention_follows_the_clock(sandbox: Sandbox, vault: httpx2.Client) -> 
     assert counts(vault)["archived"] == 0
 
 
+@pytest.mark.parametrize(
+    "body", [b"nope", b"{}", b'{"seconds": "soon"}', b'{"seconds": -3600}', b'{"seconds": 1, "days": 2}']
+)
+def test_a_bad_clock_advance_is_refused_and_time_stays(sandbox: Sandbox, body: bytes) -> None:
+    before = sandbox.clock.now()
+    refused = httpx2.post(
+        sandbox.endpoints["vault"].url + "/_sandbox/clock",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid clock advance"
+    assert refused.json()["detail"]
+    assert abs(sandbox.clock.now() - before) < 60  # only the real seconds the test took
+
+
 def test_the_retention_period_is_configurable(sandbox: Sandbox, vault: httpx2.Client) -> None:
     sandbox.vault.retention_seconds = 1 * DAY
     assert rows_of(gc(vault, filter="objects_only", dry_run="true")) == [
