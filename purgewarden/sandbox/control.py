@@ -60,6 +60,8 @@ def instrument(
 
     async def clear_faults(request: Request) -> Response:
         seed_param = request.query_params.get("seed")
+        if seed_param and not seed_param.lstrip("-").isdecimal():
+            return JSONResponse({"error": "invalid seed", "detail": "seed must be an integer"}, 400)
         injector.clear(int(seed_param) if seed_param else None)
         return Response(status_code=204)
 
