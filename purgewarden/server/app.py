@@ -236,7 +236,8 @@ class Lifetime:
         self.adopt = adopt
         self.state: AppState | None = None
         self.failure: Exception | None = None
-        """Why preparing failed: nothing can be served without it, so the server stops (`serve` says why)."""
+        """Why preparing to serve calls failed: nothing can be served, so the server stops (`serve` says
+        why)."""
         self._opened: tuple[AppState, anyio.Event] | None = None
 
     @asynccontextmanager
@@ -278,10 +279,11 @@ class Lifetime:
         try:
             await self._serve_calls(state, ready, leaving)
         except Exception as error:
-            cause: Exception = error
-            while isinstance(cause, ExceptionGroup) and cause.exceptions:  # the cause, not the task groups
-                cause = cause.exceptions[0]
-            self.failure = cause
+            if not ready.is_set():  # once calls were served, a failure is the server's end, not its start
+                cause: Exception = error
+                while isinstance(cause, ExceptionGroup) and cause.exceptions:  # not the task groups
+                    cause = cause.exceptions[0]
+                self.failure = cause
             raise
 
     async def _serve_calls(self, state: AppState, ready: anyio.Event, leaving: anyio.Event) -> None:

@@ -201,7 +201,9 @@ async def serve(
             raise
     failure = server.lifetime.failure
     if failure is not None:
-        raise ServeFailed(f"stopped: it could not be prepared to serve calls: {failure}") from failure
+        logging.getLogger("purgewarden").debug("preparing to serve calls failed", exc_info=failure)
+        why = Redactor(settings.secrets()).scrub(str(failure) or type(failure).__name__)
+        raise ServeFailed(f"stopped: it could not be prepared to serve calls: {why}") from failure
 
 
 async def _serve(
