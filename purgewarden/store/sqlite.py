@@ -64,14 +64,18 @@ class SqliteStore(Store):
             # copying the WAL back (with an fsync) in the middle of a run costs as much as writing it.
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             db.executescript(SCHEMA)
-            self._db = db
-            # Set up waiting like `_db` (its first statement reads the schema, which another process may be
+            # Set up waiting like `db` (its first statement reads the schema, which another process may be
             # writing), then made never to wait.
             appender = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            appender.execute("PRAGMA synchronous=NORMAL")
-            appender.execute("PRAGMA wal_autocheckpoint=0")  # `_db` checkpoints, on the worker thread
-            appender.execute("PRAGMA busy_timeout=0")
-            self._appender = appender
+            try:
+                appender.execute("PRAGMA synchronous=NORMAL")
+                appender.execute("PRAGMA wal_autocheckpoint=0")  # `db` checkpoints, on the worker thread
+                appender.execute("PRAGMA busy_timeout=0")
+            except sqlite3.Error:
+                appender.close()
+                db.close()
+                raise
+            self._db, self._appender = db, appender
         return self._db
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
