@@ -122,7 +122,8 @@ class Batches:
     def next(self, places: int) -> tuple[int, Sequence[str]] | None:
         """The next batch and its number, for a run with `places` in flight now; None when all are cut.
         A round starts every `places` batches; a run of one round or less is not shared out, its
-        batches already go out at once."""
+        batches already go out at once. (`places` is the client's limit, which runs at once share: each
+        then gets fewer, and its last round's shares take two turns.)"""
         left = len(self.ids) - self._start
         if not left:
             return None
@@ -169,6 +170,8 @@ class Deletion:
 
     @property
     def batches(self) -> int:
+        """Bulk calls made or due: the batches cut and those the ids not cut take (a batch sent once more
+        without vanished ids counts once)."""
         return self.pending.count
 
     @property

@@ -42,7 +42,9 @@ class DeleteObjectsPlan(PlanOutput):
         description=f"Up to {SAMPLE_SIZE} given ids that are not objects of the chosen state now; left out of the plan"
     )
     absent_count: int
-    batches: int = Field(description="All-or-nothing bulk calls needed")
+    batches: int = Field(
+        description="All-or-nothing bulk calls needed at the max page size; the last round's may be cut in a few more"
+    )
 
     def render(self) -> str:
         lines = [f"sample ids: {ids_text(self.sample_ids)}"] if self.sample_ids else []
