@@ -177,15 +177,21 @@ async def test_list_trash_rejects_out_of_range_paging(mcp: Client) -> None:
 
 async def test_a_huge_trash_stays_small_on_every_tool(mcp: Client, sandbox: Sandbox) -> None:
     sandbox.katapult.build_large_trash("acme", 30_000)
+    sandbox.clock.advance(
+        -20 * 3600
+    )  # five trashed 20 h earlier, listed last: the API's order is not the age's
+    sandbox.katapult.build_large_trash("acme", 5)
+    sandbox.clock.advance(20 * 3600)
     listing = await mcp.call_tool(LIST_TRASH, {"organization": "acme", "per_page": 200})
     assert len(ok(listing)["trash_objects"]) == 200
     preview = await mcp.call_tool(PREVIEW_PURGE, {"organization": "acme"})
     plan = ok(preview)
-    assert plan["totals"] == {"objects": 30_012}
+    assert plan["totals"] == {"objects": 30_017}
     assert len(plan["sample"]) == 20
     # oldest first, as the plan says: the soonest Katapult would purge by itself, whatever the API's order
-    keep_until = sorted(t.keep_until for t in trash_of(sandbox))
-    assert [t["keep_until"] for t in plan["sample"]] == keep_until[:20]
+    trash = trash_of(sandbox)
+    assert sorted(trash, key=lambda t: t.keep_until)[:20] != trash[:20]
+    assert [t["keep_until"] for t in plan["sample"]] == sorted(t.keep_until for t in trash)[:20]
     for result in (listing, preview):
         assert len(json.dumps(result.structured_content)) / 4 < 25_000
         assert len(text(result)) / 4 < 25_000
