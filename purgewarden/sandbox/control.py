@@ -60,9 +60,11 @@ def instrument(
 
     async def clear_faults(request: Request) -> Response:
         seed_param = request.query_params.get("seed")
-        if seed_param and not seed_param.lstrip("-").isdecimal():
+        try:
+            seed = int(seed_param) if seed_param else None
+        except ValueError:
             return JSONResponse({"error": "invalid seed", "detail": "seed must be an integer"}, 400)
-        injector.clear(int(seed_param) if seed_param else None)
+        injector.clear(seed)
         return Response(status_code=204)
 
     async def reset(request: Request) -> Response:
