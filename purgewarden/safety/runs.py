@@ -49,6 +49,9 @@ WARN_ABOUT_INTERRUPTED_SECONDS = 86_400
 PROGRESS_SECONDS = 0.1
 """At most one progress message per this long (the last always goes): a bulk delete answers a batch
 every few ms on a fast API, and each message costs the server a write and the client a read."""
+FLUSH_SECONDS = 1.0
+"""How long a run's end waits to tell its follower the progress held back (a follower that is slow to
+read is not worth holding the end for)."""
 IN_FLIGHT = "in flight when the server carrying out the run stopped: it may or may not have been carried out"
 
 
@@ -226,13 +229,27 @@ class LiveRun:
     stopped_by: str | None = None
     """Set when the run was asked to stop: "cancelled" (a user) or "interrupted" (a shutdown)."""
     _reported: float = field(default=-PROGRESS_SECONDS, init=False, repr=False)
+    _held: tuple[float, float | None, str] | None = field(default=None, init=False, repr=False)
+    """The latest progress not sent, for `flush`."""
 
     async def report(self, done: float, total: float | None, message: str) -> None:
-        """Progress goes to the call following the run, while one does, every `PROGRESS_SECONDS`."""
+        """Progress goes to the call following the run, while one does, every `PROGRESS_SECONDS` (the
+        last, `done == total`, at once; one held back when the run ends short of it, by `flush`)."""
         now = time.monotonic()
         if now - self._reported < PROGRESS_SECONDS and done != total:
+            self._held = (done, total, message)
             return
-        self._reported = now
+        self._reported, self._held = now, None
+        await self._tell(done, total, message)
+
+    async def flush(self) -> None:
+        """The progress held back, if any: a run that ends short of its total (a failed task, a stop)
+        still tells where it ended."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            await self._tell(*held)
+
+    async def _tell(self, done: float, total: float | None, message: str) -> None:
         follower = self.follower
         if follower is not None:
             with contextlib.suppress(Exception):  # a follower that went away only stops listening
@@ -396,6 +413,8 @@ class Runs:
                     await self.store.save_run(record.id, state, record.model_dump_json())
                 except StoreError as error:
                     logger.error("could not record the end of run %s: %s", record.id, error)
+                with anyio.move_on_after(FLUSH_SECONDS):  # before the outcome its follower is waiting for
+                    await live.flush()
         finally:
             self.live.pop(live.record.id, None)
             live.done.set()

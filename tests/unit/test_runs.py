@@ -13,7 +13,7 @@ import anyio.lowlevel
 import pytest
 
 from purgewarden.safety.outcome import FATES, Ledger
-from purgewarden.safety.runs import Journal, RunRecord, replay
+from purgewarden.safety.runs import Journal, LiveRun, RunRecord, replay
 from purgewarden.safety.text import SAMPLE_SIZE
 from purgewarden.store.sqlite import SqliteStore
 
@@ -402,3 +402,37 @@ async def test_any_text_is_journaled_and_read_back_as_it_was(store: SqliteStore)
             pass
     written = [e["ids"] for e in await entries(store) if e["kind"] == "sending"]
     assert written == [[object_id] for object_id in odd]
+
+
+# --- progress ----------------------------------------------------------------------------------------
+
+
+async def test_progress_held_back_by_the_pace_is_told_when_the_run_ends_short_of_its_total(
+    store: SqliteStore,
+) -> None:
+    """A task that fails at 50 % never reports its total: its last progress must not be the one dropped."""
+    told: list[float] = []
+
+    async def follower(done: float, total: float | None, message: str) -> None:
+        told.append(done)
+
+    record = RunRecord(
+        id="r",
+        tool="katapult_purge_all_trash_objects",
+        service="katapult",
+        target={},
+        summary="s",
+        size=12,
+        owner="o",
+        started_at="2025-01-01T00:00:00+00:00",
+    )
+    live = LiveRun(record, Journal(store, "r", Ledger()), follower=follower)
+    await live.report(10, 100, "running")
+    await live.report(50, 100, "failed")  # within PROGRESS_SECONDS of the last: held back
+    assert told == [10]
+    await live.flush()
+    assert told == [10, 50]
+    await live.flush()  # told once
+    assert told == [10, 50]
+    await live.report(100, 100, "done")  # the total goes at once
+    assert told == [10, 50, 100]
